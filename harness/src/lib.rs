@@ -1,0 +1,16 @@
+//! The quantization harness: suites, importers, the graph IR, executors, quantization, measurement, results
+//! and search. The `harness` binary (`main.rs`) is a thin CLI over this library.
+
+pub mod data;
+pub mod error;
+pub mod exec;
+pub mod ir;
+pub mod onnx;
+pub mod quant;
+pub mod results;
+pub mod runner;
+pub mod search;
+pub mod suite;
+pub mod table;
+
+pub use error::Error;

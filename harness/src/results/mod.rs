@@ -1,0 +1,175 @@
+//! Result rows: one flat, self-describing record per trial, and the CSV files they are appended to.
+//!
+//! The field order of [`Row`] is the column order; units are in the column names; accuracies are fractions.
+//! The runner appends and flushes a row as each trial ends, so an interrupted run keeps what it measured.
+//! Reports and `search --from` only read these files.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Csv { path: PathBuf, source: csv::Error },
+}
+
+/// One trial: a (model, target, strategy) measured on this machine.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Row {
+    pub run_id: String,
+    pub suite: String,
+    pub model: String,
+    pub dataset: String,
+    pub target: String,
+    /// The ISA of the kernels that ran (not merely the one requested).
+    pub isa: String,
+    /// The GEMM kernels that ran, `+`-joined.
+    pub kernel: String,
+    pub strategy: String,
+    pub weight_bits: u32,
+    pub act_mode: String,
+    pub granularity: String,
+    pub scheme: String,
+    pub calibration: String,
+    pub calib_samples: usize,
+    pub eval_samples: usize,
+    pub top1: f64,
+    pub top1_drop: f64,
+    pub top1_agreement: f64,
+    pub size_bytes: u64,
+    pub size_ratio: f64,
+    pub latency_median_ns: u64,
+    pub latency_p90_ns: u64,
+    pub latency_min_ns: u64,
+    pub timed_runs: usize,
+    pub throughput_per_s: f64,
+    pub batch: usize,
+    pub threads: usize,
+    pub seed: u64,
+    pub git_commit: String,
+    pub cpu: String,
+    pub cpu_features: String,
+    pub harness_version: String,
+    pub started_at: String,
+}
+
+/// Appends rows to one CSV file, writing the header when the file is new.
+pub struct CsvAppender {
+    path: PathBuf,
+    writer: csv::Writer<File>,
+}
+
+impl CsvAppender {
+    /// Opens (creating folders and the file as needed) for appending. Never truncates.
+    pub fn open(path: &Path) -> Result<Self, ResultsError> {
+        let io = |source| ResultsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let fresh = !path.exists() || std::fs::metadata(path).map_err(io)?.len() == 0;
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+        let writer = csv::WriterBuilder::new().has_headers(fresh).from_writer(file);
+        Ok(CsvAppender {
+            path: path.to_path_buf(),
+            writer,
+        })
+    }
+
+    /// Writes one row and flushes it to the file.
+    pub fn append(&mut self, row: &Row) -> Result<(), ResultsError> {
+        let csv = |source| ResultsError::Csv {
+            path: self.path.clone(),
+            source,
+        };
+        self.writer.serialize(row).map_err(csv)?;
+        self.writer.flush().map_err(|source| ResultsError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads every row of a results CSV.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>, ResultsError> {
+    let mut reader = csv::Reader::from_path(path).map_err(|source| ResultsError::Csv {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    reader
+        .deserialize()
+        .collect::<Result<Vec<Row>, _>>()
+        .map_err(|source| ResultsError::Csv {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(strategy: &str) -> Row {
+        Row {
+            run_id: "r".into(),
+            suite: "s".into(),
+            model: "m".into(),
+            dataset: "d".into(),
+            target: "t".into(),
+            isa: "generic".into(),
+            kernel: "k".into(),
+            strategy: strategy.into(),
+            weight_bits: 8,
+            act_mode: "static".into(),
+            granularity: "channel".into(),
+            scheme: "sym".into(),
+            calibration: "minmax".into(),
+            calib_samples: 1,
+            eval_samples: 2,
+            top1: 0.5,
+            top1_drop: 0.0,
+            top1_agreement: 1.0,
+            size_bytes: 10,
+            size_ratio: 0.25,
+            latency_median_ns: 100,
+            latency_p90_ns: 120,
+            latency_min_ns: 90,
+            timed_runs: 3,
+            throughput_per_s: 1e7,
+            batch: 1,
+            threads: 1,
+            seed: 7,
+            git_commit: "abc".into(),
+            cpu: "cpu, with comma".into(),
+            cpu_features: "avx2 fma".into(),
+            harness_version: "0.1.0".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn appending_keeps_earlier_rows_and_writes_one_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b.csv");
+        CsvAppender::open(&path).unwrap().append(&row("fp32")).unwrap();
+        CsvAppender::open(&path).unwrap().append(&row("w8")).unwrap();
+        let rows = read_rows(&path).unwrap();
+        assert_eq!(rows, vec![row("fp32"), row("w8")]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("run_id").count(), 1);
+        assert!(text.starts_with("run_id,suite,model,dataset,target,isa,kernel,strategy,weight_bits"));
+    }
+}

@@ -1,0 +1,438 @@
+//! Suites: parsing a TOML suite file, validating it (every error names the file, line and key), and
+//! expanding its strategy space into the list of trials.
+//!
+//! Paths in a suite are relative to the suite file's folder. Validation here checks everything that can be
+//! checked without loading data or models (files exist, references resolve, counts are positive); the runner
+//! checks the rest before it writes a single result row.
+
+pub mod spec;
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use kernels::Isa;
+use strategies::{Granularity, Scheme};
+
+use crate::data::{LabelColumn, Normalize};
+use crate::quant::strategy::{ActMode, Calibration, LinearStrategy, Strategy};
+use spec::{
+    ActModeSpec, CalibrationSpec, DataFormat, GranularitySpec, LabelSpec, Metric, SchemeSpec,
+    SearchSpec, SuiteFile,
+};
+
+/// The quickstart suite, compiled in so that `harness run` works with no argument from a checkout.
+pub const EMBEDDED_QUICKSTART: &str = include_str!("../../../suites/quickstart.toml");
+/// Where the embedded suite's relative paths point: the repository's `suites/` folder.
+pub const EMBEDDED_BASE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../suites");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("{}: cannot read suite: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}{}: `{key}`: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        key: String,
+        message: String,
+    },
+}
+
+/// A dataset as validated: absolute paths, the split sizes.
+#[derive(Clone, Debug)]
+pub struct DatasetDef {
+    pub name: String,
+    pub format: DataFormat,
+    pub path: PathBuf,
+    pub labels: Option<PathBuf>,
+    pub label: LabelColumn,
+    pub shape: Vec<usize>,
+    pub normalize: Option<Normalize>,
+    pub calibration: usize,
+    pub evaluation: usize,
+    /// Where the split sizes were declared, for errors found when the data is loaded.
+    pub split_at: Location,
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelDef {
+    pub name: String,
+    pub path: PathBuf,
+    /// Index into [`Suite::datasets`].
+    pub dataset: usize,
+    pub metric: Metric,
+    pub input: Option<String>,
+    pub at: Location,
+}
+
+#[derive(Clone, Debug)]
+pub struct TargetDef {
+    pub name: String,
+    /// `None`: the best ISA this CPU runs (or `QH_ISA`).
+    pub isa: Option<Isa>,
+    pub threads: usize,
+    pub batch: usize,
+    pub at: Location,
+}
+
+#[derive(Clone, Debug)]
+pub struct Measure {
+    pub warmup: usize,
+    pub repeats: usize,
+    pub eval_batch: usize,
+}
+
+/// A point in a suite file, for errors raised after validation.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub key: String,
+}
+
+impl Location {
+    pub fn error(&self, message: impl Into<String>) -> SuiteError {
+        SuiteError::Invalid {
+            path: self.path.clone(),
+            line: self.line,
+            key: self.key.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A validated suite.
+#[derive(Clone, Debug)]
+pub struct Suite {
+    pub name: String,
+    pub seed: u64,
+    pub source: PathBuf,
+    pub datasets: Vec<DatasetDef>,
+    pub models: Vec<ModelDef>,
+    pub targets: Vec<TargetDef>,
+    /// FP32 first, then the expanded space in a stable order.
+    pub strategies: Vec<Strategy>,
+    pub measure: Measure,
+    pub search: SearchSpec,
+}
+
+impl Suite {
+    /// Reads and validates a suite file.
+    pub fn load(path: &Path) -> Result<Suite, SuiteError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Suite::parse(&text, path, base)
+    }
+
+    /// The compiled-in quickstart suite.
+    pub fn embedded_quickstart() -> Result<Suite, SuiteError> {
+        let base = Path::new(EMBEDDED_BASE);
+        Suite::parse(EMBEDDED_QUICKSTART, &base.join("quickstart.toml"), base)
+    }
+
+    /// Parses suite text; `source` names it in errors and `base` anchors its relative paths.
+    pub fn parse(text: &str, source: &Path, base: &Path) -> Result<Suite, SuiteError> {
+        let file: SuiteFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or((1, 1));
+            SuiteError::Parse {
+                path: source.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().replace('\n', " "),
+            }
+        })?;
+        Validator { text, source, base }.validate(file)
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    source: &'a Path,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn at(&self, span: Range<usize>, key: impl Into<String>) -> Location {
+        // Defaults carry an empty span at 0: they have no line of their own.
+        let line = (!span.is_empty()).then(|| line_col(self.text, span.start).0);
+        Location {
+            path: self.source.to_path_buf(),
+            line,
+            key: key.into(),
+        }
+    }
+
+    fn existing_file(&self, value: &toml::Spanned<String>, key: String) -> Result<PathBuf, SuiteError> {
+        let path = self.base.join(value.get_ref());
+        if !path.is_file() {
+            return Err(self
+                .at(value.span(), key)
+                .error(format!("file not found: {}", path.display())));
+        }
+        Ok(path)
+    }
+
+    fn validate(&self, file: SuiteFile) -> Result<Suite, SuiteError> {
+        let name = file.suite.name.get_ref().trim().to_string();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(self.at(file.suite.name.span(), "suite.name").error(
+                "must be non-empty and use only letters, digits, '-', '_' and '.' (it names the results folder)",
+            ));
+        }
+
+        let mut datasets = Vec::new();
+        for (i, d) in file.datasets.iter().enumerate() {
+            let key = |k: &str| format!("dataset[{i}].{k}");
+            let path = self.existing_file(&d.path, key("path"))?;
+            let labels = match (&d.format, &d.labels) {
+                (DataFormat::Csv, None) => None,
+                (DataFormat::Csv, Some(l)) => {
+                    return Err(self
+                        .at(l.span(), key("labels"))
+                        .error("csv datasets keep labels in a column: use `label = \"last\"` instead"));
+                }
+                (_, Some(l)) => Some(self.existing_file(l, key("labels"))?),
+                (_, None) => {
+                    return Err(self
+                        .at(d.path.span(), key("labels"))
+                        .error("npy and idx datasets need a `labels` file"));
+                }
+            };
+            let label = match d.label.as_ref().map(|l| (l.span(), l.get_ref())) {
+                None => LabelColumn::Last,
+                Some((_, LabelSpec::Index(i))) => LabelColumn::Index(*i),
+                Some((_, LabelSpec::Named(n))) if n == "last" => LabelColumn::Last,
+                Some((_, LabelSpec::Named(n))) if n == "first" => LabelColumn::First,
+                Some((span, LabelSpec::Named(n))) => {
+                    return Err(self
+                        .at(span, key("label"))
+                        .error(format!("`{n}` is not a column: use \"first\", \"last\" or an index")));
+                }
+            };
+            if d.shape.get_ref().is_empty() || d.shape.get_ref().contains(&0) {
+                return Err(self
+                    .at(d.shape.span(), key("shape"))
+                    .error("must list the positive dimensions of one sample, e.g. [1, 28, 28]"));
+            }
+            for (split, spec) in [("calibration", &d.calibration), ("evaluation", &d.evaluation)] {
+                if *spec.samples.get_ref() == 0 {
+                    return Err(self
+                        .at(spec.samples.span(), key(&format!("{split}.samples")))
+                        .error(format!("the {split} split is empty: give it at least one sample")));
+                }
+            }
+            if datasets.iter().any(|x: &DatasetDef| x.name == *d.name.get_ref()) {
+                return Err(self.at(d.name.span(), key("name")).error("duplicate dataset name"));
+            }
+            datasets.push(DatasetDef {
+                name: d.name.get_ref().clone(),
+                format: d.format,
+                path,
+                labels,
+                label,
+                shape: d.shape.get_ref().clone(),
+                normalize: d.normalize,
+                calibration: *d.calibration.samples.get_ref(),
+                evaluation: *d.evaluation.samples.get_ref(),
+                split_at: self.at(d.calibration.samples.span(), key("calibration.samples")),
+            });
+        }
+
+        let mut models = Vec::new();
+        for (i, m) in file.models.iter().enumerate() {
+            let key = |k: &str| format!("model[{i}].{k}");
+            let path = self.existing_file(&m.path, key("path"))?;
+            let dataset = datasets
+                .iter()
+                .position(|d| d.name == *m.dataset.get_ref())
+                .ok_or_else(|| {
+                    let known: Vec<&str> = datasets.iter().map(|d| d.name.as_str()).collect();
+                    self.at(m.dataset.span(), key("dataset")).error(format!(
+                        "no dataset named `{}` (defined: {})",
+                        m.dataset.get_ref(),
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ))
+                })?;
+            if models.iter().any(|x: &ModelDef| x.name == *m.name.get_ref()) {
+                return Err(self.at(m.name.span(), key("name")).error("duplicate model name"));
+            }
+            models.push(ModelDef {
+                name: m.name.get_ref().clone(),
+                path,
+                dataset,
+                metric: m.metric,
+                input: m.input.as_ref().map(|s| s.get_ref().clone()),
+                at: self.at(m.path.span(), key("path")),
+            });
+        }
+        if models.is_empty() {
+            return Err(SuiteError::Invalid {
+                path: self.source.to_path_buf(),
+                line: None,
+                key: "model".into(),
+                message: "the suite lists no [[model]]: nothing to measure".into(),
+            });
+        }
+
+        let mut targets = Vec::new();
+        for (i, t) in file.targets.iter().enumerate() {
+            let key = |k: &str| format!("target[{i}].{k}");
+            let isa = match t.isa.get_ref().as_str() {
+                "auto" => None,
+                other => Some(
+                    other
+                        .parse::<Isa>()
+                        .map_err(|e| self.at(t.isa.span(), key("isa")).error(format!("{e}; or `auto`")))?,
+                ),
+            };
+            for (k, v) in [("threads", &t.threads), ("batch", &t.batch)] {
+                if *v.get_ref() == 0 {
+                    return Err(self.at(v.span(), key(k)).error("must be at least 1"));
+                }
+            }
+            targets.push(TargetDef {
+                name: t.name.get_ref().clone(),
+                isa,
+                threads: *t.threads.get_ref(),
+                batch: *t.batch.get_ref(),
+                at: self.at(t.isa.span(), key("isa")),
+            });
+        }
+        if targets.is_empty() {
+            targets.push(TargetDef {
+                name: "this-cpu".into(),
+                isa: None,
+                threads: 1,
+                batch: 1,
+                at: self.at(0..0, "target"),
+            });
+        }
+
+        let strategies = self.expand(&file)?;
+        for (k, v) in [("measure.repeats", &file.measure.repeats), ("measure.eval_batch", &file.measure.eval_batch)] {
+            if *v.get_ref() == 0 {
+                return Err(self.at(v.span(), k).error("must be at least 1"));
+            }
+        }
+        let drop = file.search.max_accuracy_drop;
+        if !(0.0..=1.0).contains(&drop) {
+            return Err(SuiteError::Invalid {
+                path: self.source.to_path_buf(),
+                line: None,
+                key: "search.max_accuracy_drop".into(),
+                message: format!("{drop} is not a fraction in [0, 1] (0.005 is half a point)"),
+            });
+        }
+
+        Ok(Suite {
+            name,
+            seed: file.suite.seed,
+            source: self.source.to_path_buf(),
+            datasets,
+            models,
+            targets,
+            strategies,
+            measure: Measure {
+                warmup: file.measure.warmup,
+                repeats: *file.measure.repeats.get_ref(),
+                eval_batch: *file.measure.eval_batch.get_ref(),
+            },
+            search: file.search,
+        })
+    }
+
+    /// The cartesian product of the space, FP32 first; calibration applies to static activations only.
+    fn expand(&self, file: &SuiteFile) -> Result<Vec<Strategy>, SuiteError> {
+        let space = &file.space;
+        for &bits in space.weight_bits.get_ref() {
+            if bits != 8 {
+                return Err(self.at(space.weight_bits.span(), "space.weight_bits").error(format!(
+                    "{bits}-bit weights are not supported yet (supported: 8)"
+                )));
+            }
+        }
+        let mut set = BTreeSet::new();
+        for &bits in space.weight_bits.get_ref() {
+            for &act in &space.activations {
+                for &gran in &space.granularity {
+                    for &scheme in &space.scheme {
+                        let act = match act {
+                            ActModeSpec::Static => ActMode::Static,
+                            ActModeSpec::Dynamic => ActMode::Dynamic,
+                            ActModeSpec::WeightOnly => ActMode::WeightOnly,
+                        };
+                        let granularity = match gran {
+                            GranularitySpec::Tensor => Granularity::PerTensor,
+                            GranularitySpec::Channel => Granularity::PerChannel,
+                        };
+                        let scheme = match scheme {
+                            SchemeSpec::Symmetric => Scheme::Symmetric,
+                            SchemeSpec::Affine => Scheme::Affine,
+                        };
+                        let calibrations: Vec<Option<Calibration>> = if act == ActMode::Static {
+                            space
+                                .calibration
+                                .iter()
+                                .map(|c| match c {
+                                    CalibrationSpec::Minmax => Some(Calibration::MinMax),
+                                })
+                                .collect()
+                        } else {
+                            vec![None]
+                        };
+                        for calibration in calibrations {
+                            set.insert(LinearStrategy {
+                                weight_bits: bits,
+                                act,
+                                granularity,
+                                scheme,
+                                calibration,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(std::iter::once(Strategy::Fp32)
+            .chain(set.into_iter().map(Strategy::Linear))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let t = "a\nbc\nd";
+        assert_eq!(line_col(t, 0), (1, 1));
+        assert_eq!(line_col(t, 3), (2, 2));
+        assert_eq!(line_col(t, 5), (3, 1));
+    }
+}

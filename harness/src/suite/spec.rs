@@ -1,0 +1,272 @@
+//! The suite file's schema, exactly as written in TOML.
+//!
+//! Every table denies unknown keys, so a typo is an error that names the key and its line. Values that are
+//! checked after parsing (paths, references between tables, sample counts) keep their source span
+//! (`toml::Spanned`) so that those errors can name the line too.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::data::Normalize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteFile {
+    pub suite: SuiteMeta,
+    #[serde(default, rename = "dataset")]
+    pub datasets: Vec<DatasetSpec>,
+    #[serde(default, rename = "model")]
+    pub models: Vec<ModelSpec>,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetSpec>,
+    #[serde(default)]
+    pub space: SpaceSpec,
+    #[serde(default)]
+    pub measure: MeasureSpec,
+    #[serde(default)]
+    pub search: SearchSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteMeta {
+    pub name: Spanned<String>,
+    /// Seeds the calibration / evaluation split (and every later random choice).
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFormat {
+    /// CSV or gzip CSV, no header; one sample a row with its label in one column.
+    Csv,
+    /// NumPy `.npy`: `path` holds the samples, `labels` the labels.
+    Npy,
+    /// IDX (MNIST / Fashion-MNIST), optionally gzipped: `path` holds the images, `labels` the labels.
+    Idx,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum LabelSpec {
+    /// `"first"` or `"last"`.
+    Named(String),
+    /// A zero-based column index.
+    Index(usize),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    pub samples: Spanned<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    pub name: Spanned<String>,
+    pub format: DataFormat,
+    pub path: Spanned<String>,
+    /// The labels file, for `npy` and `idx`.
+    #[serde(default)]
+    pub labels: Option<Spanned<String>>,
+    /// The label column, for `csv` (`"first"`, `"last"` or an index); default `"last"`.
+    #[serde(default)]
+    pub label: Option<Spanned<LabelSpec>>,
+    /// The shape of one sample as the model takes it, e.g. `[1, 28, 28]`.
+    pub shape: Spanned<Vec<usize>>,
+    #[serde(default)]
+    pub normalize: Option<Normalize>,
+    pub calibration: SplitSpec,
+    pub evaluation: SplitSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: Spanned<String>,
+    pub path: Spanned<String>,
+    pub dataset: Spanned<String>,
+    #[serde(default)]
+    pub metric: Metric,
+    /// The graph input fed with the dataset's samples; default: the model's only input.
+    #[serde(default)]
+    pub input: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Classification accuracy: argmax of the first output against the label.
+    #[default]
+    Top1,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub name: Spanned<String>,
+    /// `auto` (the best this CPU runs), or an ISA name: `scalar`, `generic`, `avx2`, `avx512vnni`, `avx512bf16`.
+    #[serde(default = "default_isa")]
+    pub isa: Spanned<String>,
+    #[serde(default = "one")]
+    pub threads: Spanned<usize>,
+    /// Samples per timed inference.
+    #[serde(default = "one")]
+    pub batch: Spanned<usize>,
+}
+
+fn default_isa() -> Spanned<String> {
+    Spanned::new(0..0, "auto".to_string())
+}
+
+fn one() -> Spanned<usize> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActModeSpec {
+    /// Activations calibrated ahead of time; integer from layer to layer.
+    Static,
+    /// Activation scale computed from each batch at run time; layer outputs in float.
+    Dynamic,
+    /// Weights stored in int8, activations stay float.
+    WeightOnly,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum GranularitySpec {
+    Tensor,
+    Channel,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemeSpec {
+    Symmetric,
+    Affine,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrationSpec {
+    Minmax,
+}
+
+/// The strategy space: lists whose cartesian product is swept (an FP32 baseline is always added).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceSpec {
+    #[serde(default = "default_bits")]
+    pub weight_bits: Spanned<Vec<u32>>,
+    #[serde(default = "default_acts")]
+    pub activations: Vec<ActModeSpec>,
+    #[serde(default = "default_granularity")]
+    pub granularity: Vec<GranularitySpec>,
+    #[serde(default = "default_scheme")]
+    pub scheme: Vec<SchemeSpec>,
+    /// Used by `static` activations only.
+    #[serde(default = "default_calibration")]
+    pub calibration: Vec<CalibrationSpec>,
+}
+
+impl Default for SpaceSpec {
+    fn default() -> Self {
+        SpaceSpec {
+            weight_bits: default_bits(),
+            activations: default_acts(),
+            granularity: default_granularity(),
+            scheme: default_scheme(),
+            calibration: default_calibration(),
+        }
+    }
+}
+
+fn default_bits() -> Spanned<Vec<u32>> {
+    Spanned::new(0..0, vec![8])
+}
+fn default_acts() -> Vec<ActModeSpec> {
+    vec![ActModeSpec::Static, ActModeSpec::Dynamic, ActModeSpec::WeightOnly]
+}
+fn default_granularity() -> Vec<GranularitySpec> {
+    vec![GranularitySpec::Tensor, GranularitySpec::Channel]
+}
+fn default_scheme() -> Vec<SchemeSpec> {
+    vec![SchemeSpec::Symmetric, SchemeSpec::Affine]
+}
+fn default_calibration() -> Vec<CalibrationSpec> {
+    vec![CalibrationSpec::Minmax]
+}
+
+/// How speed is measured.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureSpec {
+    /// Untimed runs before timing starts.
+    #[serde(default = "default_warmup")]
+    pub warmup: usize,
+    /// Timed runs; median and p90 are taken over them.
+    #[serde(default = "default_repeats")]
+    pub repeats: Spanned<usize>,
+    /// Samples per batch when computing accuracy (does not affect the timed batch).
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch: Spanned<usize>,
+}
+
+impl Default for MeasureSpec {
+    fn default() -> Self {
+        MeasureSpec {
+            warmup: default_warmup(),
+            repeats: default_repeats(),
+            eval_batch: default_eval_batch(),
+        }
+    }
+}
+
+fn default_warmup() -> usize {
+    5
+}
+fn default_repeats() -> Spanned<usize> {
+    Spanned::new(0..0, 30)
+}
+fn default_eval_batch() -> Spanned<usize> {
+    Spanned::new(0..0, 250)
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Lowest median latency.
+    #[default]
+    Latency,
+    /// Fewest serialized bytes.
+    Size,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSpec {
+    #[serde(default)]
+    pub objective: Objective,
+    /// Largest acceptable top-1 drop against FP32, as a fraction (0.005 = half a point).
+    #[serde(default = "default_max_drop")]
+    pub max_accuracy_drop: f64,
+}
+
+impl Default for SearchSpec {
+    fn default() -> Self {
+        SearchSpec {
+            objective: Objective::default(),
+            max_accuracy_drop: default_max_drop(),
+        }
+    }
+}
+
+fn default_max_drop() -> f64 {
+    0.005
+}

@@ -1,0 +1,141 @@
+//! Which kernel serves which op at which ISA, and [`select`], the single dispatch point. Kernels are `static`
+//! unit structs listed in the per-op tables below, lowest ISA first; a new SIMD kernel is one more table entry
+//! (and inherits the shared test suite, which walks these tables).
+//!
+//! Selection is ruy-style inheritance: after [`resolve`](crate::isa::resolve) fixes the ISA, each op gets the
+//! best registered kernel whose ISA is at most the resolved one and available here, so a request for
+//! `avx512vnni` with no VNNI kernel for an op runs that op's best lower kernel. A `scalar` request gets the
+//! scalar reference kernels; any other request gets at least the generic ones.
+
+use std::fmt;
+
+use crate::error::KernelError;
+use crate::isa::{self, Isa};
+use crate::{GemmF32, GemmF32W8, GemmU8I8, Kernel, generic, reference};
+
+/// The kernels registered for [`GemmU8I8`], lowest ISA first.
+pub fn gemm_u8i8_kernels() -> &'static [&'static dyn GemmU8I8] {
+    static TABLE: [&dyn GemmU8I8; 2] = [&reference::SCALAR_GEMM_U8I8, &generic::GENERIC_GEMM_U8I8];
+    &TABLE
+}
+
+/// The kernels registered for [`GemmF32`], lowest ISA first.
+pub fn gemm_f32_kernels() -> &'static [&'static dyn GemmF32] {
+    static TABLE: [&dyn GemmF32; 2] = [&reference::SCALAR_GEMM_F32, &generic::GENERIC_GEMM_F32];
+    &TABLE
+}
+
+/// The kernels registered for [`GemmF32W8`], lowest ISA first.
+pub fn gemm_f32w8_kernels() -> &'static [&'static dyn GemmF32W8] {
+    static TABLE: [&dyn GemmF32W8; 2] =
+        [&reference::SCALAR_GEMM_F32W8, &generic::GENERIC_GEMM_F32W8];
+    &TABLE
+}
+
+/// One kernel per op, chosen together by [`select`]. Result rows record [`KernelSet::describe`].
+#[derive(Clone, Copy)]
+pub struct KernelSet {
+    /// The ISA the request resolved to (explicit > `QH_ISA` > best detected). Individual kernels may be of a
+    /// lower ISA when none is registered at this one; each reports its own via [`Kernel::isa`].
+    pub isa_requested: Isa,
+    pub gemm_u8i8: &'static dyn GemmU8I8,
+    pub gemm_f32: &'static dyn GemmF32,
+    pub gemm_f32_w8: &'static dyn GemmF32W8,
+}
+
+impl KernelSet {
+    /// `isa=<resolved> gemm_u8i8=<name> gemm_f32=<name> gemm_f32w8=<name>`.
+    pub fn describe(&self) -> String {
+        format!(
+            "isa={} gemm_u8i8={} gemm_f32={} gemm_f32w8={}",
+            self.isa_requested,
+            self.gemm_u8i8.name(),
+            self.gemm_f32.name(),
+            self.gemm_f32_w8.name()
+        )
+    }
+}
+
+impl fmt::Debug for KernelSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelSet")
+            .field("isa_requested", &self.isa_requested)
+            .field("gemm_u8i8", &self.gemm_u8i8.name())
+            .field("gemm_f32", &self.gemm_f32.name())
+            .field("gemm_f32_w8", &self.gemm_f32_w8.name())
+            .finish()
+    }
+}
+
+/// THE dispatch point: resolves `requested` (see [`isa::resolve`]: explicit > `QH_ISA` > detection; forcing an
+/// unavailable ISA is an error) and picks each op's kernel as described in the [module docs](self).
+pub fn select(requested: Option<Isa>) -> Result<KernelSet, KernelError> {
+    let isa = isa::resolve(requested)?;
+    Ok(KernelSet {
+        isa_requested: isa,
+        gemm_u8i8: pick(gemm_u8i8_kernels(), isa),
+        gemm_f32: pick(gemm_f32_kernels(), isa),
+        gemm_f32_w8: pick(gemm_f32w8_kernels(), isa),
+    })
+}
+
+/// The best kernel for a resolved ISA. Tables are sorted by ISA, so the last eligible entry wins.
+fn pick<K: Kernel + ?Sized>(table: &'static [&'static K], isa: Isa) -> &'static K {
+    let eligible = |k: &&'static K| {
+        let kisa = k.isa();
+        kisa <= isa && kisa.is_available() && (isa == Isa::Scalar || kisa != Isa::Scalar)
+    };
+    table
+        .iter()
+        .copied()
+        .rfind(eligible)
+        .expect("scalar and generic kernels are registered for every op")
+}
+
+/// `(op, kernel name, kernel ISA, supported on this CPU)` for every registered kernel, for `harness info`.
+pub fn available_kernels() -> Vec<(&'static str, &'static str, Isa, bool)> {
+    let row = |op: &'static str, k: &dyn Kernel| (op, k.name(), k.isa(), k.isa().is_available());
+    let mut rows = Vec::new();
+    rows.extend(gemm_u8i8_kernels().iter().map(|k| row("gemm_u8i8", *k)));
+    rows.extend(gemm_f32_kernels().iter().map(|k| row("gemm_f32", *k)));
+    rows.extend(gemm_f32w8_kernels().iter().map(|k| row("gemm_f32w8", *k)));
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_sorted_by_isa_and_start_with_scalar_then_generic() {
+        fn check<K: Kernel + ?Sized>(table: &[&K]) {
+            assert_eq!(table[0].isa(), Isa::Scalar);
+            assert_eq!(table[1].isa(), Isa::Generic);
+            assert!(table.windows(2).all(|w| w[0].isa() <= w[1].isa()));
+            for k in table {
+                assert!(
+                    k.name().starts_with(k.isa().name()),
+                    "{} vs {}",
+                    k.name(),
+                    k.isa()
+                );
+            }
+        }
+        check(gemm_u8i8_kernels());
+        check(gemm_f32_kernels());
+        check(gemm_f32w8_kernels());
+    }
+
+    #[test]
+    fn pick_inherits_from_lower_tiers() {
+        assert_eq!(pick(gemm_u8i8_kernels(), Isa::Scalar).isa(), Isa::Scalar);
+        for isa in [Isa::Generic, Isa::Avx2, Isa::Avx512Vnni, Isa::Avx512Bf16] {
+            let k = pick(gemm_u8i8_kernels(), isa);
+            assert!(
+                k.isa() >= Isa::Generic && k.isa() <= isa,
+                "{isa}: {}",
+                k.name()
+            );
+        }
+    }
+}
