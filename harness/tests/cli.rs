@@ -97,25 +97,25 @@ fn unknown_key_names_key_and_line() {
 #[test]
 fn wrong_type_names_line() {
     let text = suite_text(&real_model(), "").replace("batch = 4", "batch = \"four\"");
-    assert_bad_suite(&text, &["bad.toml:22:", "invalid type"]);
+    assert_bad_suite(&text, &["bad.toml:21:9", "invalid type"]);
 }
 
 #[test]
 fn missing_file_names_key_file_and_line() {
     let text = suite_text(&real_model().with_file_name("nope.onnx"), "");
-    assert_bad_suite(&text, &["bad.toml:17", "model[0].path", "file not found", "nope.onnx"]);
+    assert_bad_suite(&text, &["bad.toml:16:", "model[0].path", "file not found", "nope.onnx"]);
 }
 
 #[test]
 fn empty_calibration_split_is_an_error() {
     let text = suite_text(&real_model(), "").replace("calibration = { samples = 40 }", "calibration = { samples = 0 }");
-    assert_bad_suite(&text, &["bad.toml:13", "dataset[0].calibration.samples", "empty"]);
+    assert_bad_suite(&text, &["bad.toml:11:", "dataset[0].calibration.samples", "empty"]);
 }
 
 #[test]
 fn calibration_and_evaluation_larger_than_the_data_is_an_error() {
     let text = suite_text(&real_model(), "").replace("samples = 200", "samples = 4990");
-    assert_bad_suite(&text, &["bad.toml:13", "5030", "5000"]);
+    assert_bad_suite(&text, &["bad.toml:11:", "4990", "5000"]);
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn unsupported_op_names_op_node_and_opset() {
 #[test]
 fn unknown_isa_is_an_error_naming_the_key() {
     let text = suite_text(&real_model(), "").replace("batch = 4", "batch = 4\nisa = \"avx9000\"");
-    assert_bad_suite(&text, &["bad.toml:23", "target[0].isa", "avx9000"]);
+    assert_bad_suite(&text, &["bad.toml:22:", "target[0].isa", "avx9000"]);
 }
 
 /// Same suite, same seed, twice: identical accuracy and size columns; every int8 strategy close to FP32.

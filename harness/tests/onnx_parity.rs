@@ -643,3 +643,74 @@ fn tensor_encodings() {
     let short = f32_tensor("s", &[3], &[1.0]);
     assert!(onnx::tensor_from_proto(&short, src).is_err());
 }
+
+#[test]
+fn executor_errors_name_node_op_and_shapes() {
+    let conv = ir::ConvAttrs {
+        kernel_shape: [3, 3],
+        strides: [1, 1],
+        pads: [1, 1, 1, 1],
+        dilations: [1, 1],
+        group: 1,
+    };
+    let graph = ir::Graph {
+        name: "g".into(),
+        opset: 17,
+        inputs: vec![ir::ValueInfo {
+            name: "x".into(),
+            shape: vec![
+                Dim::Symbolic("N".into()),
+                Dim::Symbolic("C".into()),
+                Dim::Fixed(8),
+                Dim::Fixed(8),
+            ],
+        }],
+        outputs: vec![ir::ValueInfo {
+            name: "y".into(),
+            shape: vec![],
+        }],
+        initializers: [(
+            "w".to_owned(),
+            Tensor::F32(ArrayD::zeros(IxDyn(&[4, 1, 3, 3]))),
+        )]
+        .into_iter()
+        .collect(),
+        nodes: vec![ir::Node {
+            name: "Conv_0".into(),
+            op: Op::Conv(conv),
+            inputs: vec!["x".into(), "w".into()],
+            outputs: vec!["y".into()],
+        }],
+    };
+    let exec = Fp32Executor::new(&graph, kernels::select(None).unwrap()).unwrap();
+    let y = exec
+        .run(&[("x", ArrayD::zeros(IxDyn(&[2, 1, 8, 8])))])
+        .unwrap();
+    assert_eq!(y[0].1.shape(), [2, 4, 8, 8]);
+    let err = exec
+        .run(&[("x", ArrayD::zeros(IxDyn(&[1, 3, 8, 8])))])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "node \"Conv_0\" (Conv): input shape [1, 3, 8, 8] does not match weights [4, 1, 3, 3] with group 1"
+    );
+
+    let mut broken = graph.clone();
+    broken.nodes[0].inputs[1] = "missing".into();
+    let err = Fp32Executor::new(&broken, kernels::select(None).unwrap()).unwrap_err();
+    assert!(
+        matches!(&err, ExecError::MissingValue { node, value, .. } if node == "Conv_0" && value == "missing"),
+        "{err}"
+    );
+
+    let mut bad_weights = graph;
+    bad_weights
+        .initializers
+        .insert("w".into(), Tensor::F32(ArrayD::zeros(IxDyn(&[4, 1, 3]))));
+    let err = Fp32Executor::new(&bad_weights, kernels::select(None).unwrap()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Conv weight must be 4-D OIHW, got shape [4, 1, 3]"),
+        "{err}"
+    );
+}
