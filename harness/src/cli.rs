@@ -10,7 +10,8 @@ use harness::search::{recommend, render, summary_table};
 use harness::suite::Suite;
 use harness::suite::spec::Objective;
 
-const ABOUT: &str = "Measure quantization strategies for a model on this machine, and pick the one to ship.";
+const ABOUT: &str =
+    "Measure quantization strategies for a model on this machine, and pick the one to ship.";
 
 const LONG_ABOUT: &str = "\
 Measure quantization strategies for a model on this machine, and pick the one to ship.
@@ -47,10 +48,12 @@ enum ObjectiveArg {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run every trial of a suite and append the rows to results/<suite>/<run-id>.csv.
-    #[command(long_about = "Run every trial of a suite: FP32 plus every strategy of its [space], for every \
+    #[command(
+        long_about = "Run every trial of a suite: FP32 plus every strategy of its [space], for every \
         model and target. Rows are appended to <results-dir>/<suite>/<run-id>.csv as each trial ends, so an \
         interrupted run keeps what it measured. Bad input (unknown key, missing file, unsupported op, empty \
-        split) is reported before any result file is written, with exit code 2.")]
+        split) is reported before any result file is written, with exit code 2."
+    )]
     Run {
         /// The suite file. Without it, the built-in quickstart suite (suites/quickstart.toml) runs.
         suite: Option<PathBuf>,
@@ -62,9 +65,11 @@ enum Command {
         quiet: bool,
     },
     /// Pick the best strategy within an accuracy budget, with the reason, and show the Pareto front.
-    #[command(long_about = "Pick, for every model and target, the best strategy whose top-1 drop against FP32 \
+    #[command(
+        long_about = "Pick, for every model and target, the best strategy whose top-1 drop against FP32 \
         stays within --max-drop, say why, and show the Pareto front over accuracy, latency and size. Runs the \
-        suite's space first (writing results like `run`), or reads earlier results with --from.")]
+        suite's space first (writing results like `run`), or reads earlier results with --from."
+    )]
     Search {
         /// The suite file (default: the built-in quickstart suite). Ignored with --from.
         suite: Option<PathBuf>,
@@ -163,7 +168,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Info => {
             println!("cpu:       {}", kernels::isa::cpu_model());
             println!("features:  {}", kernels::isa::cpu_features().join(" "));
-            let chosen = kernels::isa::resolve(None).map(|i| i.to_string()).unwrap_or_else(|e| format!("error: {e}"));
+            let chosen = kernels::isa::resolve(None)
+                .map(|i| i.to_string())
+                .unwrap_or_else(|e| format!("error: {e}"));
             println!("dispatch:  {chosen} (explicit suite/CLI isa > QH_ISA > CPU detection)");
             println!("\nkernels:");
             let rows: Vec<Vec<String>> = kernels::registry::available_kernels()
@@ -177,7 +184,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     ]
                 })
                 .collect();
-            print!("{}", harness::table::render(&["op", "kernel", "isa", "runs here"], &rows));
+            print!(
+                "{}",
+                harness::table::render(&["op", "kernel", "isa", "runs here"], &rows)
+            );
             println!("\nenvironment knobs:");
             for (name, doc) in kernels::knobs::all() {
                 println!("  {name}: {doc}");

@@ -15,7 +15,10 @@ pub enum Error {
     #[error("dataset `{dataset}`: {source}")]
     Data { dataset: String, source: DataError },
     #[error("model `{model}`: {source}")]
-    Import { model: String, source: ImportError },
+    Import {
+        model: String,
+        source: Box<ImportError>,
+    },
     /// A model that imports but cannot run on its dataset.
     #[error("model `{model}`: {message}")]
     Model { model: String, message: String },
@@ -25,7 +28,7 @@ pub enum Error {
     Quant {
         model: String,
         strategy: String,
-        source: QuantError,
+        source: Box<QuantError>,
     },
     #[error(transparent)]
     Results(#[from] ResultsError),
@@ -37,7 +40,11 @@ impl Error {
     /// 2 for bad input, 1 for a failure while running.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Suite(_) | Error::Data { .. } | Error::Import { .. } | Error::Model { .. } | Error::Usage(_) => 2,
+            Error::Suite(_)
+            | Error::Data { .. }
+            | Error::Import { .. }
+            | Error::Model { .. }
+            | Error::Usage(_) => 2,
             Error::Quant { .. } | Error::Results(_) | Error::Run(_) => 1,
         }
     }

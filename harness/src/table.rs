@@ -40,7 +40,15 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
         s
     };
     let mut out = line(header.to_vec());
-    out.push_str(&line(width.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
+    out.push_str(&line(
+        width
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    ));
     for row in rows {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
@@ -53,7 +61,13 @@ mod tests {
 
     #[test]
     fn aligns_numbers_right_and_text_left() {
-        let t = render(&["name", "ms"], &[vec!["a".into(), "1.5".into()], vec!["long".into(), "12.25".into()]]);
+        let t = render(
+            &["name", "ms"],
+            &[
+                vec!["a".into(), "1.5".into()],
+                vec!["long".into(), "12.25".into()],
+            ],
+        );
         assert_eq!(t, "name     ms\n----  -----\na       1.5\nlong  12.25\n");
     }
 }

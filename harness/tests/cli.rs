@@ -7,7 +7,10 @@ use std::process::{Command, Output};
 use prost::Message;
 
 fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/data").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../suites/data")
+        .canonicalize()
+        .unwrap()
 }
 
 fn harness(args: &[&str], cwd: &Path) -> Output {
@@ -78,13 +81,22 @@ fn assert_bad_suite(text: &str, expect: &[&str]) {
     let out = harness(&["run", "-q", suite.to_str().unwrap()], dir.path());
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line expected, got: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected, got: {err}"
+    );
     assert!(err.starts_with("error: "), "{err}");
     for e in expect {
         assert!(err.contains(e), "`{e}` missing from: {err}");
     }
-    assert_eq!(std::fs::read_to_string(&earlier).unwrap(), "run_id,suite\nx,tiny\n");
-    let files: Vec<_> = std::fs::read_dir(earlier.parent().unwrap()).unwrap().collect();
+    assert_eq!(
+        std::fs::read_to_string(&earlier).unwrap(),
+        "run_id,suite\nx,tiny\n"
+    );
+    let files: Vec<_> = std::fs::read_dir(earlier.parent().unwrap())
+        .unwrap()
+        .collect();
     assert_eq!(files.len(), 1, "no new results file may appear");
 }
 
@@ -103,13 +115,27 @@ fn wrong_type_names_line() {
 #[test]
 fn missing_file_names_key_file_and_line() {
     let text = suite_text(&real_model().with_file_name("nope.onnx"), "");
-    assert_bad_suite(&text, &["bad.toml:16:", "model[0].path", "file not found", "nope.onnx"]);
+    assert_bad_suite(
+        &text,
+        &[
+            "bad.toml:16:",
+            "model[0].path",
+            "file not found",
+            "nope.onnx",
+        ],
+    );
 }
 
 #[test]
 fn empty_calibration_split_is_an_error() {
-    let text = suite_text(&real_model(), "").replace("calibration = { samples = 40 }", "calibration = { samples = 0 }");
-    assert_bad_suite(&text, &["bad.toml:11:", "dataset[0].calibration.samples", "empty"]);
+    let text = suite_text(&real_model(), "").replace(
+        "calibration = { samples = 40 }",
+        "calibration = { samples = 0 }",
+    );
+    assert_bad_suite(
+        &text,
+        &["bad.toml:11:", "dataset[0].calibration.samples", "empty"],
+    );
 }
 
 #[test]
@@ -121,7 +147,9 @@ fn calibration_and_evaluation_larger_than_the_data_is_an_error() {
 #[test]
 fn unsupported_op_names_op_node_and_opset() {
     let dir = tempfile::tempdir().unwrap();
-    let mut model = harness::onnx::proto::ModelProto::decode(std::fs::read(real_model()).unwrap().as_slice()).unwrap();
+    let mut model =
+        harness::onnx::proto::ModelProto::decode(std::fs::read(real_model()).unwrap().as_slice())
+            .unwrap();
     let graph = model.graph.as_mut().unwrap();
     let relu = graph.node.iter_mut().find(|n| n.op_type == "Relu").unwrap();
     relu.op_type = "Softsign".into();
@@ -129,7 +157,10 @@ fn unsupported_op_names_op_node_and_opset() {
     let path = dir.path().join("softsign.onnx");
     std::fs::write(&path, model.encode_to_vec()).unwrap();
     let text = suite_text(&path, "");
-    assert_bad_suite(&text, &["Softsign", &node_name, "opset 17", "softsign.onnx"]);
+    assert_bad_suite(
+        &text,
+        &["Softsign", &node_name, "opset 17", "softsign.onnx"],
+    );
 }
 
 #[test]
@@ -149,13 +180,26 @@ fn runs_are_reproducible_and_rows_are_complete() {
         let out = harness(&["run", "-q", suite.to_str().unwrap()], dir.path());
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let csv = stdout.lines().find_map(|l| l.strip_prefix("results: ")).unwrap().to_string();
+        let csv = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("results: "))
+            .unwrap()
+            .to_string();
         runs.push(harness::results::read_rows(&dir.path().join(csv)).unwrap());
         assert!(stdout.contains("w8-static-channel-sym-minmax"), "{stdout}");
     }
     let key = |rows: &[harness::results::Row]| -> Vec<(String, String, f64, f64, f64, u64)> {
         rows.iter()
-            .map(|r| (r.strategy.clone(), r.kernel.clone(), r.top1, r.top1_drop, r.top1_agreement, r.size_bytes))
+            .map(|r| {
+                (
+                    r.strategy.clone(),
+                    r.kernel.clone(),
+                    r.top1,
+                    r.top1_drop,
+                    r.top1_agreement,
+                    r.size_bytes,
+                )
+            })
             .collect()
     };
     assert_eq!(key(&runs[0]), key(&runs[1]));
@@ -170,9 +214,19 @@ fn runs_are_reproducible_and_rows_are_complete() {
         assert_eq!(r.calib_samples, 40);
         assert!(r.latency_median_ns > 0 && r.latency_p90_ns >= r.latency_median_ns);
         assert!(!r.kernel.is_empty() && !r.isa.is_empty() && !r.cpu.is_empty());
-        assert!(r.top1_drop.abs() <= 0.015, "{}: drop {}", r.strategy, r.top1_drop);
+        assert!(
+            r.top1_drop.abs() <= 0.015,
+            "{}: drop {}",
+            r.strategy,
+            r.top1_drop
+        );
         if r.strategy != "fp32" {
-            assert!(r.size_ratio < 0.27, "{}: size ratio {}", r.strategy, r.size_ratio);
+            assert!(
+                r.size_ratio < 0.27,
+                "{}: size ratio {}",
+                r.strategy,
+                r.size_ratio
+            );
         }
     }
 }
@@ -182,13 +236,28 @@ fn search_from_results_picks_within_budget() {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("tiny.toml");
     std::fs::write(&suite, suite_text(&real_model(), "")).unwrap();
-    let out = harness(&["search", "-q", suite.to_str().unwrap(), "--max-drop", "0.01"], dir.path());
+    let out = harness(
+        &[
+            "search",
+            "-q",
+            suite.to_str().unwrap(),
+            "--max-drop",
+            "0.01",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("best: w8-"), "{text}");
     assert!(text.contains("Pareto front"), "{text}");
-    let csv = stderr(&out).lines().find_map(|l| l.strip_prefix("results: ").map(str::to_string)).unwrap();
-    let again = harness(&["search", "--from", &csv, "--objective", "size"], dir.path());
+    let csv = stderr(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("results: ").map(str::to_string))
+        .unwrap();
+    let again = harness(
+        &["search", "--from", &csv, "--objective", "size"],
+        dir.path(),
+    );
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert!(String::from_utf8_lossy(&again.stdout).contains("smallest"));
 }

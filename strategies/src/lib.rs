@@ -12,6 +12,6 @@ pub mod scheme;
 
 pub use observer::MinMaxObserver;
 pub use scheme::{
-    ActParams, Granularity, QParams, Scheme, SchemeError, activation_params_u8, quantize_weights_i8,
-    weight_params_i8,
+    ActParams, Granularity, QParams, Scheme, SchemeError, activation_params_u8,
+    quantize_weights_i8, weight_params_i8,
 };

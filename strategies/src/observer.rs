@@ -64,7 +64,9 @@ mod tests {
 
     #[test]
     fn streaming_equals_one_shot_and_ignores_non_finite() {
-        let data: Vec<f32> = (0..1000).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.25).collect();
+        let data: Vec<f32> = (0..1000)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.25)
+            .collect();
         let mut one = MinMaxObserver::new();
         one.update(&data);
         let mut streamed = MinMaxObserver::new();

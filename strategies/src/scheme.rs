@@ -198,16 +198,26 @@ mod tests {
     /// Round-trip error is at most half a step (plus float slack) for every scheme and granularity.
     #[test]
     fn round_trip_within_half_step() {
-        let w = array![[0.5f32, -2.0, 0.01], [-0.25, 1.0, 0.02], [0.125, 3.0, -0.03]];
+        let w = array![
+            [0.5f32, -2.0, 0.01],
+            [-0.25, 1.0, 0.02],
+            [0.125, 3.0, -0.03]
+        ];
         for scheme in [Scheme::Symmetric, Scheme::Affine] {
             for gran in [Granularity::PerTensor, Granularity::PerChannel] {
                 let p = weight_params_i8(w.view(), scheme, gran).unwrap();
-                assert_eq!(p.scales.len(), if gran == Granularity::PerTensor { 1 } else { 3 });
+                assert_eq!(
+                    p.scales.len(),
+                    if gran == Granularity::PerTensor { 1 } else { 3 }
+                );
                 let back = dequant(&quantize_weights_i8(w.view(), &p), &p);
                 for ((i, j), &v) in w.indexed_iter() {
                     let s = p.scales[if p.scales.len() > 1 { j } else { 0 }];
                     let err = (back[[i, j]] - v).abs();
-                    assert!(err <= 0.5 * s * (1.0 + 1e-5), "{scheme} {gran} [{i},{j}] err {err} step {s}");
+                    assert!(
+                        err <= 0.5 * s * (1.0 + 1e-5),
+                        "{scheme} {gran} [{i},{j}] err {err} step {s}"
+                    );
                 }
             }
         }

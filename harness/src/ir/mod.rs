@@ -96,9 +96,13 @@ pub enum Op {
     MatMul,
     Relu,
     MaxPool(PoolAttrs),
-    Flatten { axis: i64 },
+    Flatten {
+        axis: i64,
+    },
     /// inputs: data, shape (an i64 tensor, normally an initializer).
-    Reshape { allowzero: bool },
+    Reshape {
+        allowzero: bool,
+    },
     /// Elementwise with numpy broadcasting.
     Add,
 }

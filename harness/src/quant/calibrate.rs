@@ -30,7 +30,11 @@ impl ActivationRanges {
                 .observers
                 .entry(input.to_string())
                 .or_default()
-                .update(batch.as_slice().unwrap_or(&batch.iter().copied().collect::<Vec<_>>()));
+                .update(
+                    batch
+                        .as_slice()
+                        .unwrap_or(&batch.iter().copied().collect::<Vec<_>>()),
+                );
             let mut observe = |name: &str, t: &Tensor| {
                 if let Tensor::F32(a) = t {
                     let obs = ranges.observers.entry(name.to_string()).or_default();

@@ -16,9 +16,9 @@ use kernels::{KernelSet, PackedB};
 use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
 use strategies::{ActParams, QParams, activation_params_u8, quantize_weights_i8, weight_params_i8};
 
+use super::QuantError;
 use super::calibrate::ActivationRanges;
 use super::strategy::{ActMode, LinearStrategy};
-use super::QuantError;
 use crate::exec::ops;
 use crate::ir::{ConvAttrs, Graph, Node, Op, Tensor};
 
@@ -151,12 +151,19 @@ impl QuantizedModel {
         while i < graph.nodes.len() {
             let node = &graph.nodes[i];
             let Some(mut lin) = linear_from_node(graph, node, strategy, kernels)? else {
-                if matches!(node.op, Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } | Op::Reshape { .. }) {
-                    if let Some(p) = qvals.get(&node.inputs[0]).copied() {
-                        qvals.insert(node.outputs[0].clone(), p);
-                    }
+                let keeps_params = matches!(
+                    node.op,
+                    Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } | Op::Reshape { .. }
+                );
+                if let Some(p) = qvals.get(&node.inputs[0]).copied().filter(|_| keeps_params) {
+                    qvals.insert(node.outputs[0].clone(), p);
                 }
-                used_constants.extend(node.inputs.iter().filter(|v| graph.initializers.contains_key(*v)).cloned());
+                used_constants.extend(
+                    node.inputs
+                        .iter()
+                        .filter(|v| graph.initializers.contains_key(*v))
+                        .cloned(),
+                );
                 steps.push(Step::Node(node.clone()));
                 i += 1;
                 continue;
@@ -197,7 +204,8 @@ impl QuantizedModel {
                     b.iter()
                         .enumerate()
                         .map(|(j, &v)| {
-                            let sw = lin.params.scales[if lin.params.scales.len() > 1 { j } else { 0 }];
+                            let sw =
+                                lin.params.scales[if lin.params.scales.len() > 1 { j } else { 0 }];
                             let q = (v as f64 / (input.scale as f64 * sw as f64)).round_ties_even();
                             q.clamp(i32::MIN as f64, i32::MAX as f64) as i32
                         })
@@ -417,7 +425,12 @@ fn add_bias_relu(c: &mut [f32], n: usize, bias: Option<&[f32]>, relu: bool) {
 
 /// Lowers a linear layer to GEMMs: per image through im2col for Conv (output written back as NCHW), or one
 /// GEMM over all leading dimensions for Dense. `gemm(m, a, c)` computes `c[m, n]` from `a[m, k]`.
-fn run_lowered<T, U, F>(l: &QLinear, x: ArrayViewD<T>, pad: T, mut gemm: F) -> Result<ArrayD<U>, QuantError>
+fn run_lowered<T, U, F>(
+    l: &QLinear,
+    x: ArrayViewD<T>,
+    pad: T,
+    mut gemm: F,
+) -> Result<ArrayD<U>, QuantError>
 where
     T: Copy + Default,
     U: Copy + Default,
@@ -511,10 +524,16 @@ fn run_node(node: &Node, values: &HashMap<String, Value>) -> Result<Value, Quant
             let zp = p.zero_point.clamp(0, 255) as u8;
             Value::U8(q.mapv(|v| v.max(zp)), *p)
         }
-        (Op::MaxPool(attrs), Value::F32(a)) => Value::F32(ops::max_pool2d(a.view(), attrs).map_err(|e| node_err(e.to_string()))?),
-        (Op::MaxPool(attrs), Value::U8(q, p)) => Value::U8(ops::max_pool2d(q.view(), attrs).map_err(|e| node_err(e.to_string()))?, *p),
+        (Op::MaxPool(attrs), Value::F32(a)) => {
+            Value::F32(ops::max_pool2d(a.view(), attrs).map_err(|e| node_err(e.to_string()))?)
+        }
+        (Op::MaxPool(attrs), Value::U8(q, p)) => Value::U8(
+            ops::max_pool2d(q.view(), attrs).map_err(|e| node_err(e.to_string()))?,
+            *p,
+        ),
         (Op::Flatten { axis }, v) => {
-            let shape = ops::flatten_shape(value_shape(v), *axis).map_err(|e| node_err(e.to_string()))?;
+            let shape =
+                ops::flatten_shape(value_shape(v), *axis).map_err(|e| node_err(e.to_string()))?;
             reshape_value(v, &shape).map_err(node_err)?
         }
         (Op::Reshape { allowzero }, v) => {
@@ -522,7 +541,8 @@ fn run_node(node: &Node, values: &HashMap<String, Value>) -> Result<Value, Quant
                 Value::I64(t) => t.iter().copied().collect::<Vec<_>>(),
                 _ => return Err(node_err("the shape input is not an i64 tensor".into())),
             };
-            let shape = ops::reshape_shape(value_shape(v), &target, *allowzero).map_err(|e| node_err(e.to_string()))?;
+            let shape = ops::reshape_shape(value_shape(v), &target, *allowzero)
+                .map_err(|e| node_err(e.to_string()))?;
             reshape_value(v, &shape).map_err(node_err)?
         }
         (Op::Add, _) => {
@@ -591,7 +611,9 @@ fn linear_from_node(
     // Weights as `[k, n]`, bias as `[n]`.
     let (shape, w_kn, bias): (LinearShape, Array2<f32>, Option<Vec<f32>>) = match &node.op {
         Op::Conv(attrs) if attrs.group == 1 => {
-            let Some(w) = constant(1) else { return Ok(None) };
+            let Some(w) = constant(1) else {
+                return Ok(None);
+            };
             if w.ndim() != 4 {
                 return Err(err(format!("weight shape {:?} is not OIHW", w.shape())));
             }
@@ -605,18 +627,26 @@ fn linear_from_node(
             (LinearShape::Conv(attrs.clone()), w_nk.t().to_owned(), bias)
         }
         Op::Gemm(attrs) if !attrs.trans_a => {
-            let Some(w) = constant(1) else { return Ok(None) };
+            let Some(w) = constant(1) else {
+                return Ok(None);
+            };
             if w.ndim() != 2 {
                 return Err(err(format!("B has shape {:?}; Gemm needs 2-D", w.shape())));
             }
             let w2 = w.view().into_dimensionality::<ndarray::Ix2>().expect("2-D");
-            let mut w_kn = if attrs.trans_b { w2.t().to_owned() } else { w2.to_owned() };
+            let mut w_kn = if attrs.trans_b {
+                w2.t().to_owned()
+            } else {
+                w2.to_owned()
+            };
             w_kn.mapv_inplace(|v| v * attrs.alpha);
             let n = w_kn.ncols();
             let bias = match node.inputs.get(2).filter(|s| !s.is_empty()) {
                 None => None,
                 Some(_) => {
-                    let Some(c) = constant(2) else { return Ok(None) };
+                    let Some(c) = constant(2) else {
+                        return Ok(None);
+                    };
                     if c.len() != n {
                         // A full [m, n] C cannot be folded into a per-channel bias.
                         return Ok(None);
@@ -627,7 +657,9 @@ fn linear_from_node(
             (LinearShape::Dense, w_kn, bias)
         }
         Op::MatMul => {
-            let Some(w) = constant(1) else { return Ok(None) };
+            let Some(w) = constant(1) else {
+                return Ok(None);
+            };
             if w.ndim() != 2 {
                 return Ok(None);
             }

@@ -41,7 +41,13 @@ impl Writer {
         self.buf.extend_from_slice(s.as_bytes());
     }
 
-    fn record(&mut self, name: &str, dtype: DType, dims: &[usize], payload: impl IntoIterator<Item = u8>) {
+    fn record(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        dims: &[usize],
+        payload: impl IntoIterator<Item = u8>,
+    ) {
         self.string(name);
         self.buf.push(dtype as u8);
         self.buf.push(dims.len() as u8);
@@ -52,13 +58,28 @@ impl Writer {
     }
 
     fn f32s(&mut self, name: &str, dims: &[usize], values: &[f32]) {
-        self.record(name, DType::F32, dims, values.iter().flat_map(|v| v.to_le_bytes()));
+        self.record(
+            name,
+            DType::F32,
+            dims,
+            values.iter().flat_map(|v| v.to_le_bytes()),
+        );
     }
 
     fn tensor(&mut self, name: &str, t: &Tensor) {
         match t {
-            Tensor::F32(a) => self.record(name, DType::F32, a.shape(), a.iter().flat_map(|v| v.to_le_bytes())),
-            Tensor::I64(a) => self.record(name, DType::I64, a.shape(), a.iter().flat_map(|v| v.to_le_bytes())),
+            Tensor::F32(a) => self.record(
+                name,
+                DType::F32,
+                a.shape(),
+                a.iter().flat_map(|v| v.to_le_bytes()),
+            ),
+            Tensor::I64(a) => self.record(
+                name,
+                DType::I64,
+                a.shape(),
+                a.iter().flat_map(|v| v.to_le_bytes()),
+            ),
         }
     }
 }
@@ -84,7 +105,11 @@ pub fn serialize_quantized(model: &QuantizedModel) -> Vec<u8> {
             &[l.k, l.n],
             l.weights.iter().map(|&v| v as u8),
         );
-        w.f32s(&format!("{name}.weight_scale"), &[l.params.scales.len()], &l.params.scales);
+        w.f32s(
+            &format!("{name}.weight_scale"),
+            &[l.params.scales.len()],
+            &l.params.scales,
+        );
         w.record(
             &format!("{name}.weight_zero_point"),
             DType::I8,
@@ -95,10 +120,20 @@ pub fn serialize_quantized(model: &QuantizedModel) -> Vec<u8> {
             Some((input, output, bias_q)) => {
                 for (which, p) in [("input", input), ("output", output)] {
                     w.f32s(&format!("{name}.{which}_scale"), &[], &[p.scale]);
-                    w.record(&format!("{name}.{which}_zero_point"), DType::U8, &[], [p.zero_point as u8]);
+                    w.record(
+                        &format!("{name}.{which}_zero_point"),
+                        DType::U8,
+                        &[],
+                        [p.zero_point as u8],
+                    );
                 }
                 if let Some(b) = bias_q {
-                    w.record(&format!("{name}.bias_q"), DType::I32, &[b.len()], b.iter().flat_map(|v| v.to_le_bytes()));
+                    w.record(
+                        &format!("{name}.bias_q"),
+                        DType::I32,
+                        &[b.len()],
+                        b.iter().flat_map(|v| v.to_le_bytes()),
+                    );
                 }
             }
             None => {

@@ -77,8 +77,14 @@ impl CsvAppender {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let fresh = !path.exists() || std::fs::metadata(path).map_err(io)?.len() == 0;
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-        let writer = csv::WriterBuilder::new().has_headers(fresh).from_writer(file);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let writer = csv::WriterBuilder::new()
+            .has_headers(fresh)
+            .from_writer(file);
         Ok(CsvAppender {
             path: path.to_path_buf(),
             writer,
@@ -164,12 +170,20 @@ mod tests {
     fn appending_keeps_earlier_rows_and_writes_one_header() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b.csv");
-        CsvAppender::open(&path).unwrap().append(&row("fp32")).unwrap();
-        CsvAppender::open(&path).unwrap().append(&row("w8")).unwrap();
+        CsvAppender::open(&path)
+            .unwrap()
+            .append(&row("fp32"))
+            .unwrap();
+        CsvAppender::open(&path)
+            .unwrap()
+            .append(&row("w8"))
+            .unwrap();
         let rows = read_rows(&path).unwrap();
         assert_eq!(rows, vec![row("fp32"), row("w8")]);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.matches("run_id").count(), 1);
-        assert!(text.starts_with("run_id,suite,model,dataset,target,isa,kernel,strategy,weight_bits"));
+        assert!(
+            text.starts_with("run_id,suite,model,dataset,target,isa,kernel,strategy,weight_bits")
+        );
     }
 }

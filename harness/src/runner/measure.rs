@@ -14,7 +14,12 @@ pub struct LatencyStats {
 }
 
 /// Runs `f` `warmup` times untimed, then `repeats` times timed, on a pool of `threads` threads.
-pub fn time_runs<F>(threads: usize, warmup: usize, repeats: usize, f: F) -> Result<LatencyStats, Error>
+pub fn time_runs<F>(
+    threads: usize,
+    warmup: usize,
+    repeats: usize,
+    f: F,
+) -> Result<LatencyStats, Error>
 where
     F: Fn() -> Result<(), Error> + Send + Sync,
 {
@@ -40,7 +45,8 @@ where
 pub fn summarize(samples: &mut [u64]) -> LatencyStats {
     assert!(!samples.is_empty(), "no timed runs");
     samples.sort_unstable();
-    let rank = |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+    let rank =
+        |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
     LatencyStats {
         median_ns: rank(0.5),
         p90_ns: rank(0.9),

@@ -40,7 +40,8 @@ impl PreparedData {
         let rows = samples.slice(ndarray::s![range, ..]);
         let mut dims = vec![rows.nrows()];
         dims.extend(&self.shape);
-        ArrayD::from_shape_vec(IxDyn(&dims), rows.iter().copied().collect()).expect("features match shape")
+        ArrayD::from_shape_vec(IxDyn(&dims), rows.iter().copied().collect())
+            .expect("features match shape")
     }
 }
 
@@ -125,7 +126,7 @@ impl Prepared {
         for def in &suite.models {
             let graph = crate::onnx::load_model(&def.path).map_err(|source| Error::Import {
                 model: def.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
             let input = match (&def.input, graph.inputs.as_slice()) {
                 (Some(name), inputs) if inputs.iter().any(|i| &i.name == name) => name.clone(),
@@ -140,7 +141,12 @@ impl Prepared {
                 }
             };
             let d = &data[def.dataset];
-            let declared = &graph.inputs.iter().find(|i| i.name == input).expect("found").shape;
+            let declared = &graph
+                .inputs
+                .iter()
+                .find(|i| i.name == input)
+                .expect("found")
+                .shape;
             let fixed: Vec<Option<usize>> = declared
                 .iter()
                 .skip(1)
@@ -150,7 +156,10 @@ impl Prepared {
                 })
                 .collect();
             let matches = fixed.len() == d.shape.len()
-                && fixed.iter().zip(&d.shape).all(|(f, s)| f.is_none_or(|f| f == *s));
+                && fixed
+                    .iter()
+                    .zip(&d.shape)
+                    .all(|(f, s)| f.is_none_or(|f| f == *s));
             if !matches {
                 return Err(Error::Suite(def.at.error(format!(
                     "model `{}` input `{input}` has shape {declared:?}; dataset `{}` gives [N, {:?}]",
@@ -190,14 +199,18 @@ trait Classifier: Sync {
 
 impl Classifier for Fp32Executor {
     fn logits(&self, input: &str, batch: ArrayD<f32>) -> Result<ArrayD<f32>, Error> {
-        let out = self.run(&[(input, batch)]).map_err(|e| Error::Run(e.to_string()))?;
+        let out = self
+            .run(&[(input, batch)])
+            .map_err(|e| Error::Run(e.to_string()))?;
         first_f32(out)
     }
 }
 
 impl Classifier for QuantizedModel {
     fn logits(&self, input: &str, batch: ArrayD<f32>) -> Result<ArrayD<f32>, Error> {
-        let out = self.run(&[(input, batch)]).map_err(|e| Error::Run(e.to_string()))?;
+        let out = self
+            .run(&[(input, batch)])
+            .map_err(|e| Error::Run(e.to_string()))?;
         first_f32(out)
     }
 }
@@ -205,14 +218,22 @@ impl Classifier for QuantizedModel {
 fn first_f32(outputs: Vec<(String, Tensor)>) -> Result<ArrayD<f32>, Error> {
     match outputs.into_iter().next() {
         Some((_, Tensor::F32(a))) => Ok(a),
-        Some((name, t)) => Err(Error::Run(format!("output `{name}` is {}, not f32 logits", t.dtype()))),
+        Some((name, t)) => Err(Error::Run(format!(
+            "output `{name}` is {}, not f32 logits",
+            t.dtype()
+        ))),
         None => Err(Error::Run("the model has no output".into())),
     }
 }
 
 /// Top-1 class of every evaluation sample, computed in parallel over fixed chunks (so results do not
 /// depend on the thread count).
-fn predict(model: &dyn Classifier, input: &str, data: &PreparedData, chunk: usize) -> Result<Vec<usize>, Error> {
+fn predict(
+    model: &dyn Classifier,
+    input: &str,
+    data: &PreparedData,
+    chunk: usize,
+) -> Result<Vec<usize>, Error> {
     use rayon::prelude::*;
     let n = data.evaluation.nrows();
     let starts: Vec<usize> = (0..n).step_by(chunk).collect();
@@ -228,8 +249,13 @@ fn predict(model: &dyn Classifier, input: &str, data: &PreparedData, chunk: usiz
                 )));
             }
             let classes = logits.len() / rows;
-            let flat = logits.into_shape_with_order((rows, classes)).map_err(|e| Error::Run(e.to_string()))?;
-            Ok(flat.axis_iter(Axis(0)).map(|r| argmax(r.iter().copied())).collect())
+            let flat = logits
+                .into_shape_with_order((rows, classes))
+                .map_err(|e| Error::Run(e.to_string()))?;
+            Ok(flat
+                .axis_iter(Axis(0))
+                .map(|r| argmax(r.iter().copied()))
+                .collect())
         })
         .collect::<Result<_, Error>>()?;
     Ok(parts.concat())
@@ -283,15 +309,22 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
             .iter()
             .any(|s| matches!(s, Strategy::Linear(l) if l.act == ActMode::Static));
         let ranges = if needs_calibration {
-            let exec = Fp32Executor::new(&model.graph, prepared.targets[0].1).map_err(|e| Error::Run(e.to_string()))?;
+            let exec = Fp32Executor::new(&model.graph, prepared.targets[0].1)
+                .map_err(|e| Error::Run(e.to_string()))?;
             let n = data.calibration.nrows();
             let chunk = suite.measure.eval_batch;
-            let batches = (0..n).step_by(chunk).map(|s| data.batch(&data.calibration, s..(s + chunk).min(n)));
-            Some(ActivationRanges::observe(&exec, &model.input, batches).map_err(|e| Error::Quant {
-                model: model.name.clone(),
-                strategy: "calibration".into(),
-                source: e,
-            })?)
+            let batches = (0..n)
+                .step_by(chunk)
+                .map(|s| data.batch(&data.calibration, s..(s + chunk).min(n)));
+            Some(
+                ActivationRanges::observe(&exec, &model.input, batches).map_err(|e| {
+                    Error::Quant {
+                        model: model.name.clone(),
+                        strategy: "calibration".into(),
+                        source: Box::new(e),
+                    }
+                })?,
+            )
         } else {
             None
         };
@@ -300,27 +333,35 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
             let mut fp32_top1 = 0.0;
             for strategy in &suite.strategies {
                 let started = Instant::now();
-                let (classifier, kernel_names, size): (Box<dyn Classifier>, Vec<&'static str>, u64) = match strategy {
+                let (classifier, kernel_names, size): (
+                    Box<dyn Classifier>,
+                    Vec<&'static str>,
+                    u64,
+                ) = match strategy {
                     Strategy::Fp32 => {
-                        let exec =
-                            Fp32Executor::new(&model.graph, *kernels).map_err(|e| Error::Run(e.to_string()))?;
+                        let exec = Fp32Executor::new(&model.graph, *kernels)
+                            .map_err(|e| Error::Run(e.to_string()))?;
                         let names = exec.kernel_names();
                         (Box::new(exec), names, fp32_bytes)
                     }
                     Strategy::Linear(l) => {
-                        let q = QuantizedModel::build(&model.graph, *l, ranges.as_ref(), *kernels).map_err(
-                            |source| Error::Quant {
+                        let q = QuantizedModel::build(&model.graph, *l, ranges.as_ref(), *kernels)
+                            .map_err(|source| Error::Quant {
                                 model: model.name.clone(),
                                 strategy: strategy.name(),
-                                source,
-                            },
-                        )?;
+                                source: Box::new(source),
+                            })?;
                         let names = q.kernel_names();
                         let size = serialize_quantized(&q).len() as u64;
                         (Box::new(q), names, size)
                     }
                 };
-                let pred = predict(classifier.as_ref(), &model.input, data, suite.measure.eval_batch)?;
+                let pred = predict(
+                    classifier.as_ref(),
+                    &model.input,
+                    data,
+                    suite.measure.eval_batch,
+                )?;
                 let correct = pred
                     .iter()
                     .zip(&data.eval_labels)
@@ -331,12 +372,26 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                 if *strategy == Strategy::Fp32 {
                     fp32_top1 = top1;
                 }
-                let agree = pred.iter().zip(reference.iter()).filter(|(a, b)| a == b).count() as f64
+                let agree = pred
+                    .iter()
+                    .zip(reference.iter())
+                    .filter(|(a, b)| a == b)
+                    .count() as f64
                     / pred.len() as f64;
-                let batch_input = data.batch(&data.evaluation, 0..target.batch.min(data.evaluation.nrows()));
-                let lat: LatencyStats = time_runs(target.threads, suite.measure.warmup, suite.measure.repeats, || {
-                    classifier.logits(&model.input, batch_input.clone()).map(|_| ())
-                })?;
+                let batch_input = data.batch(
+                    &data.evaluation,
+                    0..target.batch.min(data.evaluation.nrows()),
+                );
+                let lat: LatencyStats = time_runs(
+                    target.threads,
+                    suite.measure.warmup,
+                    suite.measure.repeats,
+                    || {
+                        classifier
+                            .logits(&model.input, batch_input.clone())
+                            .map(|_| ())
+                    },
+                )?;
                 let isa = kernel_isa(kernels, &kernel_names);
                 let row = Row {
                     run_id: prov.run_id.clone(),

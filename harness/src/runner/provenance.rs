@@ -16,7 +16,9 @@ pub struct Provenance {
 
 impl Provenance {
     pub fn collect() -> Self {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let (date, time) = utc(now.as_secs());
         // Seconds alone can collide when two runs start together (CI shards): add sub-second digits.
         let run_id = format!(
@@ -49,7 +51,8 @@ fn git_commit() -> String {
     };
     match out(&["rev-parse", "--short=12", "HEAD"]) {
         Some(sha) if !sha.is_empty() => {
-            let dirty = out(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            let dirty = out(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
             if dirty { format!("{sha}-dirty") } else { sha }
         }
         _ => "unknown".to_string(),

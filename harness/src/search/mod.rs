@@ -26,8 +26,11 @@ pub struct Recommendation<'a> {
 
 /// True when `a` is at least as good as `b` on accuracy, latency and size, and better on one.
 fn dominates(a: &Row, b: &Row) -> bool {
-    let ge = a.top1 >= b.top1 && a.latency_median_ns <= b.latency_median_ns && a.size_bytes <= b.size_bytes;
-    let gt = a.top1 > b.top1 || a.latency_median_ns < b.latency_median_ns || a.size_bytes < b.size_bytes;
+    let ge = a.top1 >= b.top1
+        && a.latency_median_ns <= b.latency_median_ns
+        && a.size_bytes <= b.size_bytes;
+    let gt =
+        a.top1 > b.top1 || a.latency_median_ns < b.latency_median_ns || a.size_bytes < b.size_bytes;
     ge && gt
 }
 
@@ -82,7 +85,14 @@ pub fn recommend(rows: &[Row], objective: Objective, max_drop: f64) -> Vec<Recom
         .collect()
 }
 
-fn explain(best: &Row, baseline: Option<&Row>, group: &[&Row], eligible: usize, objective: Objective, max_drop: f64) -> String {
+fn explain(
+    best: &Row,
+    baseline: Option<&Row>,
+    group: &[&Row],
+    eligible: usize,
+    objective: Objective,
+    max_drop: f64,
+) -> String {
     let what = match objective {
         Objective::Latency => "fastest",
         Objective::Size => "smallest",
@@ -108,9 +118,15 @@ fn explain(best: &Row, baseline: Option<&Row>, group: &[&Row], eligible: usize, 
     let better_but_rejected: Vec<&Row> = group
         .iter()
         .copied()
-        .filter(|r| r.top1_drop > max_drop + 1e-12 && objective_key(r, objective) < objective_key(best, objective))
+        .filter(|r| {
+            r.top1_drop > max_drop + 1e-12
+                && objective_key(r, objective) < objective_key(best, objective)
+        })
         .collect();
-    if let Some(r) = better_but_rejected.iter().min_by_key(|r| objective_key(r, objective)) {
+    if let Some(r) = better_but_rejected
+        .iter()
+        .min_by_key(|r| objective_key(r, objective))
+    {
         s.push_str(&format!(
             "; {} would be {} but drops {:.2} points",
             r.strategy,
@@ -127,8 +143,8 @@ fn explain(best: &Row, baseline: Option<&Row>, group: &[&Row], eligible: usize, 
 /// The summary table `run` and `search` print: one line per row.
 pub fn summary_table(rows: &[&Row]) -> String {
     let header = [
-        "model", "target", "strategy", "kernel", "top1 %", "drop pts", "agree %", "size KiB", "size %", "median", "p90",
-        "per s",
+        "model", "target", "strategy", "kernel", "top1 %", "drop pts", "agree %", "size KiB",
+        "size %", "median", "p90", "per s",
     ];
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -161,7 +177,10 @@ pub fn render(recs: &[Recommendation<'_>]) -> String {
             Some(b) => out.push_str(&format!("best: {}\n", b.strategy)),
             None => out.push_str("best: none within budget\n"),
         }
-        out.push_str(&format!("why:  {}\n\nPareto front (accuracy x latency x size):\n", rec.reason));
+        out.push_str(&format!(
+            "why:  {}\n\nPareto front (accuracy x latency x size):\n",
+            rec.reason
+        ));
         out.push_str(&summary_table(&rec.pareto));
     }
     out
@@ -220,7 +239,11 @@ mod tests {
         let recs = recommend(&rows, Objective::Latency, 0.005);
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].best.unwrap().strategy, "good");
-        assert!(recs[0].reason.contains("fast-but-bad would be faster"), "{}", recs[0].reason);
+        assert!(
+            recs[0].reason.contains("fast-but-bad would be faster"),
+            "{}",
+            recs[0].reason
+        );
         assert!(recs[0].reason.contains("3.33x"), "{}", recs[0].reason);
         let front: Vec<&str> = recs[0].pareto.iter().map(|r| r.strategy.as_str()).collect();
         assert_eq!(front, vec!["fast-but-bad", "good", "slower"]);

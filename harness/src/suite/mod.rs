@@ -147,10 +147,7 @@ impl Suite {
     /// Parses suite text; `source` names it in errors and `base` anchors its relative paths.
     pub fn parse(text: &str, source: &Path, base: &Path) -> Result<Suite, SuiteError> {
         let file: SuiteFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((1, 1));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             SuiteError::Parse {
                 path: source.to_path_buf(),
                 line,
@@ -187,7 +184,11 @@ impl Validator<'_> {
         }
     }
 
-    fn existing_file(&self, value: &toml::Spanned<String>, key: String) -> Result<PathBuf, SuiteError> {
+    fn existing_file(
+        &self,
+        value: &toml::Spanned<String>,
+        key: String,
+    ) -> Result<PathBuf, SuiteError> {
         let path = self.base.join(value.get_ref());
         if !path.is_file() {
             return Err(self
@@ -199,7 +200,11 @@ impl Validator<'_> {
 
     fn validate(&self, file: SuiteFile) -> Result<Suite, SuiteError> {
         let name = file.suite.name.get_ref().trim().to_string();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(self.at(file.suite.name.span(), "suite.name").error(
                 "must be non-empty and use only letters, digits, '-', '_' and '.' (it names the results folder)",
             ));
@@ -212,9 +217,9 @@ impl Validator<'_> {
             let labels = match (&d.format, &d.labels) {
                 (DataFormat::Csv, None) => None,
                 (DataFormat::Csv, Some(l)) => {
-                    return Err(self
-                        .at(l.span(), key("labels"))
-                        .error("csv datasets keep labels in a column: use `label = \"last\"` instead"));
+                    return Err(self.at(l.span(), key("labels")).error(
+                        "csv datasets keep labels in a column: use `label = \"last\"` instead",
+                    ));
                 }
                 (_, Some(l)) => Some(self.existing_file(l, key("labels"))?),
                 (_, None) => {
@@ -229,9 +234,9 @@ impl Validator<'_> {
                 Some((_, LabelSpec::Named(n))) if n == "last" => LabelColumn::Last,
                 Some((_, LabelSpec::Named(n))) if n == "first" => LabelColumn::First,
                 Some((span, LabelSpec::Named(n))) => {
-                    return Err(self
-                        .at(span, key("label"))
-                        .error(format!("`{n}` is not a column: use \"first\", \"last\" or an index")));
+                    return Err(self.at(span, key("label")).error(format!(
+                        "`{n}` is not a column: use \"first\", \"last\" or an index"
+                    )));
                 }
             };
             if d.shape.get_ref().is_empty() || d.shape.get_ref().contains(&0) {
@@ -239,15 +244,25 @@ impl Validator<'_> {
                     .at(d.shape.span(), key("shape"))
                     .error("must list the positive dimensions of one sample, e.g. [1, 28, 28]"));
             }
-            for (split, spec) in [("calibration", &d.calibration), ("evaluation", &d.evaluation)] {
+            for (split, spec) in [
+                ("calibration", &d.calibration),
+                ("evaluation", &d.evaluation),
+            ] {
                 if *spec.samples.get_ref() == 0 {
                     return Err(self
                         .at(spec.samples.span(), key(&format!("{split}.samples")))
-                        .error(format!("the {split} split is empty: give it at least one sample")));
+                        .error(format!(
+                            "the {split} split is empty: give it at least one sample"
+                        )));
                 }
             }
-            if datasets.iter().any(|x: &DatasetDef| x.name == *d.name.get_ref()) {
-                return Err(self.at(d.name.span(), key("name")).error("duplicate dataset name"));
+            if datasets
+                .iter()
+                .any(|x: &DatasetDef| x.name == *d.name.get_ref())
+            {
+                return Err(self
+                    .at(d.name.span(), key("name"))
+                    .error("duplicate dataset name"));
             }
             datasets.push(DatasetDef {
                 name: d.name.get_ref().clone(),
@@ -275,11 +290,20 @@ impl Validator<'_> {
                     self.at(m.dataset.span(), key("dataset")).error(format!(
                         "no dataset named `{}` (defined: {})",
                         m.dataset.get_ref(),
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     ))
                 })?;
-            if models.iter().any(|x: &ModelDef| x.name == *m.name.get_ref()) {
-                return Err(self.at(m.name.span(), key("name")).error("duplicate model name"));
+            if models
+                .iter()
+                .any(|x: &ModelDef| x.name == *m.name.get_ref())
+            {
+                return Err(self
+                    .at(m.name.span(), key("name"))
+                    .error("duplicate model name"));
             }
             models.push(ModelDef {
                 name: m.name.get_ref().clone(),
@@ -304,11 +328,10 @@ impl Validator<'_> {
             let key = |k: &str| format!("target[{i}].{k}");
             let isa = match t.isa.get_ref().as_str() {
                 "auto" => None,
-                other => Some(
-                    other
-                        .parse::<Isa>()
-                        .map_err(|e| self.at(t.isa.span(), key("isa")).error(format!("{e}; or `auto`")))?,
-                ),
+                other => Some(other.parse::<Isa>().map_err(|e| {
+                    self.at(t.isa.span(), key("isa"))
+                        .error(format!("{e}; or `auto`"))
+                })?),
             };
             for (k, v) in [("threads", &t.threads), ("batch", &t.batch)] {
                 if *v.get_ref() == 0 {
@@ -334,7 +357,10 @@ impl Validator<'_> {
         }
 
         let strategies = self.expand(&file)?;
-        for (k, v) in [("measure.repeats", &file.measure.repeats), ("measure.eval_batch", &file.measure.eval_batch)] {
+        for (k, v) in [
+            ("measure.repeats", &file.measure.repeats),
+            ("measure.eval_batch", &file.measure.eval_batch),
+        ] {
             if *v.get_ref() == 0 {
                 return Err(self.at(v.span(), k).error("must be at least 1"));
             }
@@ -371,9 +397,11 @@ impl Validator<'_> {
         let space = &file.space;
         for &bits in space.weight_bits.get_ref() {
             if bits != 8 {
-                return Err(self.at(space.weight_bits.span(), "space.weight_bits").error(format!(
-                    "{bits}-bit weights are not supported yet (supported: 8)"
-                )));
+                return Err(self
+                    .at(space.weight_bits.span(), "space.weight_bits")
+                    .error(format!(
+                        "{bits}-bit weights are not supported yet (supported: 8)"
+                    )));
             }
         }
         let mut set = BTreeSet::new();

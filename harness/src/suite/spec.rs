@@ -191,7 +191,11 @@ fn default_bits() -> Spanned<Vec<u32>> {
     Spanned::new(0..0, vec![8])
 }
 fn default_acts() -> Vec<ActModeSpec> {
-    vec![ActModeSpec::Static, ActModeSpec::Dynamic, ActModeSpec::WeightOnly]
+    vec![
+        ActModeSpec::Static,
+        ActModeSpec::Dynamic,
+        ActModeSpec::WeightOnly,
+    ]
 }
 fn default_granularity() -> Vec<GranularitySpec> {
     vec![GranularitySpec::Tensor, GranularitySpec::Channel]

@@ -1,0 +1,154 @@
+//! The quantized executor on the real MNIST CNN: every int8 strategy stays close to FP32, integer paths give
+//! bit-identical logits whatever GEMM kernel runs them (the scalar oracle or the dispatched one), and the
+//! serialized per-channel model is about a quarter of FP32.
+
+use std::path::{Path, PathBuf};
+
+use harness::exec::Fp32Executor;
+use harness::ir::Tensor;
+use harness::quant::serialize::{serialize_fp32, serialize_quantized};
+use harness::quant::{ActMode, ActivationRanges, Calibration, LinearStrategy, QuantizedModel};
+use kernels::Isa;
+use ndarray::{ArrayD, Axis, IxDyn, s};
+use strategies::{Granularity, Scheme};
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/data/ccexam_mnist_cnn")
+}
+
+/// The 100 reference images (every 50th MNIST digit of mnist_5k), normalised as the model expects.
+fn images() -> ArrayD<f32> {
+    let (shape, data) =
+        harness::data::read_npy_f32(&data_dir().join("reference/input_f32.npy")).unwrap();
+    ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap()
+}
+
+fn logits(out: Vec<(String, Tensor)>) -> ArrayD<f32> {
+    match out.into_iter().next() {
+        Some((_, Tensor::F32(a))) => a,
+        other => panic!("expected f32 logits, got {other:?}"),
+    }
+}
+
+fn argmax_rows(a: &ArrayD<f32>) -> Vec<usize> {
+    a.axis_iter(Axis(0))
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .0
+        })
+        .collect()
+}
+
+fn all_strategies() -> Vec<LinearStrategy> {
+    let mut v = Vec::new();
+    for act in [ActMode::Static, ActMode::Dynamic, ActMode::WeightOnly] {
+        for granularity in [Granularity::PerTensor, Granularity::PerChannel] {
+            for scheme in [Scheme::Symmetric, Scheme::Affine] {
+                v.push(LinearStrategy {
+                    weight_bits: 8,
+                    act,
+                    granularity,
+                    scheme,
+                    calibration: (act == ActMode::Static).then_some(Calibration::MinMax),
+                });
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn int8_strategies_track_fp32_and_integer_paths_are_kernel_independent() {
+    let graph = harness::onnx::load_model(&data_dir().join("ccexam_mnist_cnn.onnx")).unwrap();
+    let x = images();
+    let (calib, eval) = (
+        x.slice(s![..50, .., .., ..]).to_owned().into_dyn(),
+        x.slice(s![50.., .., .., ..]).to_owned().into_dyn(),
+    );
+    let best = kernels::select(None).unwrap();
+    let scalar = kernels::select(Some(Isa::Scalar)).unwrap();
+    let fp32 = Fp32Executor::new(&graph, best).unwrap();
+    let ranges = ActivationRanges::observe(&fp32, "input", [calib]).unwrap();
+    let reference = logits(fp32.run(&[("input", eval.clone())]).unwrap());
+    let ref_top1 = argmax_rows(&reference);
+    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for strategy in all_strategies() {
+        let name = harness::quant::Strategy::Linear(strategy).name();
+        let q = QuantizedModel::build(&graph, strategy, Some(&ranges), best).unwrap();
+        let y = logits(q.run(&[("input", eval.clone())]).unwrap());
+        // Quantization noise on these logits (|max| ~ 100) stays within a few percent of their range.
+        let worst = y
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 0.05 * scale,
+            "{name}: max logit error {worst} vs scale {scale}"
+        );
+        let agree = argmax_rows(&y)
+            .iter()
+            .zip(&ref_top1)
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(agree >= 49, "{name}: top-1 agrees with FP32 on {agree}/50");
+
+        let q_scalar = QuantizedModel::build(&graph, strategy, Some(&ranges), scalar).unwrap();
+        let y_scalar = logits(q_scalar.run(&[("input", eval.clone())]).unwrap());
+        if strategy.act == ActMode::WeightOnly {
+            // f32 accumulation in a different order: float tolerance, not bit equality.
+            let d = y
+                .iter()
+                .zip(&y_scalar)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                d < 1e-4 * scale,
+                "{name}: scalar vs dispatched differ by {d}"
+            );
+            assert!(
+                q.kernel_names()[0].contains("f32w8"),
+                "{name}: {:?}",
+                q.kernel_names()
+            );
+        } else {
+            // Integer accumulation is exact, so every kernel must give the same bits.
+            assert_eq!(y, y_scalar, "{name}: integer path differs between kernels");
+            assert!(
+                q.kernel_names()[0].contains("u8i8"),
+                "{name}: {:?}",
+                q.kernel_names()
+            );
+            assert!(
+                q_scalar.kernel_names()[0].starts_with("scalar_"),
+                "{:?}",
+                q_scalar.kernel_names()
+            );
+        }
+    }
+}
+
+#[test]
+fn serialized_int8_is_about_a_quarter_of_fp32() {
+    let graph = harness::onnx::load_model(&data_dir().join("ccexam_mnist_cnn.onnx")).unwrap();
+    let fp32 = serialize_fp32(&graph).len();
+    // 421,642 f32 parameters plus names and headers.
+    assert!(
+        fp32 >= 421_642 * 4 && fp32 < 421_642 * 4 + 4096,
+        "fp32 bytes {fp32}"
+    );
+    let kernels = kernels::select(None).unwrap();
+    let exec = Fp32Executor::new(&graph, kernels).unwrap();
+    let ranges = ActivationRanges::observe(&exec, "input", [images()]).unwrap();
+    for strategy in all_strategies() {
+        let q = QuantizedModel::build(&graph, strategy, Some(&ranges), kernels).unwrap();
+        let bytes = serialize_quantized(&q).len();
+        let ratio = bytes as f64 / fp32 as f64;
+        assert!(
+            (0.25..=0.26).contains(&ratio),
+            "{strategy:?}: {bytes} bytes = {ratio:.4} of fp32"
+        );
+    }
+}
