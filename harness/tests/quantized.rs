@@ -136,7 +136,7 @@ fn serialized_int8_is_about_a_quarter_of_fp32() {
     let fp32 = serialize_fp32(&graph).len();
     // 421,642 f32 parameters plus names and headers.
     assert!(
-        fp32 >= 421_642 * 4 && fp32 < 421_642 * 4 + 4096,
+        (421_642 * 4..421_642 * 4 + 4096).contains(&fp32),
         "fp32 bytes {fp32}"
     );
     let kernels = kernels::select(None).unwrap();
