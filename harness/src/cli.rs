@@ -168,10 +168,21 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Info => {
             println!("cpu:       {}", kernels::isa::cpu_model());
             println!("features:  {}", kernels::isa::cpu_features().join(" "));
-            let chosen = kernels::isa::resolve(None)
-                .map(|i| i.to_string())
-                .unwrap_or_else(|e| format!("error: {e}"));
-            println!("dispatch:  {chosen} (explicit suite/CLI isa > QH_ISA > CPU detection)");
+            match kernels::select(None) {
+                Ok(set) => {
+                    println!(
+                        "dispatch:  {} (explicit suite/CLI isa > QH_ISA > CPU detection)",
+                        set.isa_requested
+                    );
+                    println!(
+                        "selected:  {}, {}, {}",
+                        set.gemm_u8i8.name(),
+                        set.gemm_f32.name(),
+                        set.gemm_f32_w8.name()
+                    );
+                }
+                Err(e) => println!("dispatch:  error: {e}"),
+            }
             println!("\nkernels:");
             let rows: Vec<Vec<String>> = kernels::registry::available_kernels()
                 .into_iter()

@@ -109,7 +109,7 @@ fn unknown_key_names_key_and_line() {
 #[test]
 fn wrong_type_names_line() {
     let text = suite_text(&real_model(), "").replace("batch = 4", "batch = \"four\"");
-    assert_bad_suite(&text, &["bad.toml:21:9", "invalid type"]);
+    assert_bad_suite(&text, &["bad.toml:21:9", "`batch`", "invalid type"]);
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub struct Row {
     pub target: String,
     /// The ISA of the kernels that ran (not merely the one requested).
     pub isa: String,
+    /// The ISA the target asked for, resolved (`auto` becomes the best this CPU has, or `QH_ISA`).
+    pub isa_requested: String,
     /// The GEMM kernels that ran, `+`-joined.
     pub kernel: String,
     pub strategy: String,
@@ -136,6 +138,7 @@ mod tests {
             dataset: "d".into(),
             target: "t".into(),
             isa: "generic".into(),
+            isa_requested: "avx2".into(),
             kernel: "k".into(),
             strategy: strategy.into(),
             weight_bits: 8,
@@ -182,8 +185,8 @@ mod tests {
         assert_eq!(rows, vec![row("fp32"), row("w8")]);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.matches("run_id").count(), 1);
-        assert!(
-            text.starts_with("run_id,suite,model,dataset,target,isa,kernel,strategy,weight_bits")
-        );
+        assert!(text.starts_with(
+            "run_id,suite,model,dataset,target,isa,isa_requested,kernel,strategy,weight_bits"
+        ));
     }
 }

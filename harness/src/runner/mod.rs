@@ -400,6 +400,7 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                     dataset: data.name.clone(),
                     target: target.name.clone(),
                     isa,
+                    isa_requested: kernels.isa_requested.name().to_string(),
                     kernel: kernel_names.join("+"),
                     strategy: strategy.name(),
                     weight_bits: strategy.weight_bits(),

@@ -143,8 +143,18 @@ fn explain(
 /// The summary table `run` and `search` print: one line per row.
 pub fn summary_table(rows: &[&Row]) -> String {
     let header = [
-        "model", "target", "strategy", "kernel", "top1 %", "drop pts", "agree %", "size KiB",
-        "size %", "median", "p90", "per s",
+        "model",
+        "target",
+        "strategy",
+        "kernel",
+        "top1 %",
+        "vs fp32 pts",
+        "agree %",
+        "size KiB",
+        "size %",
+        "median",
+        "p90",
+        "per s",
     ];
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -155,7 +165,8 @@ pub fn summary_table(rows: &[&Row]) -> String {
                 r.strategy.clone(),
                 r.kernel.clone(),
                 format!("{:.2}", r.top1 * 100.0),
-                format!("{:+.2}", -r.top1_drop * 100.0),
+                // `+ 0.0` turns a negative zero into zero, so an equal accuracy prints as +0.00.
+                format!("{:+.2}", -r.top1_drop * 100.0 + 0.0),
                 format!("{:.2}", r.top1_agreement * 100.0),
                 format!("{:.1}", r.size_bytes as f64 / 1024.0),
                 format!("{:.1}", r.size_ratio * 100.0),
@@ -198,6 +209,7 @@ mod tests {
             dataset: "d".into(),
             target: "t".into(),
             isa: "generic".into(),
+            isa_requested: "generic".into(),
             kernel: "k".into(),
             strategy: strategy.into(),
             weight_bits: 8,

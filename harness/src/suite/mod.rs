@@ -148,15 +148,33 @@ impl Suite {
     pub fn parse(text: &str, source: &Path, base: &Path) -> Result<Suite, SuiteError> {
         let file: SuiteFile = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            let mut message = e.message().trim().replace('\n', " ");
+            if let Some(key) = e.span().and_then(|s| key_before(text, s.start)) {
+                message = format!("`{key}`: {message}");
+            }
             SuiteError::Parse {
                 path: source.to_path_buf(),
                 line,
                 column,
-                message: e.message().trim().replace('\n', " "),
+                message,
             }
         })?;
         Validator { text, source, base }.validate(file)
     }
+}
+
+/// The key whose value starts at `offset` (`batch` in `batch = "four"`), for messages about values; `None`
+/// when `offset` is not right after `key =` (an error about a key already names it).
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let before = text.get(..offset)?;
+    let line = &before[before.rfind('\n').map(|i| i + 1).unwrap_or(0)..];
+    let line = line.trim_end().strip_suffix('=')?.trim_end();
+    let start = line
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let key = &line[start..];
+    (!key.is_empty()).then_some(key)
 }
 
 /// 1-based line and column of a byte offset.
@@ -455,6 +473,14 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_before_finds_the_key_of_a_value() {
+        let t = "[target]\nbatch = \"four\"\ncalibration = { samples = -1 }\n";
+        assert_eq!(key_before(t, t.find("\"four").unwrap()), Some("batch"));
+        assert_eq!(key_before(t, t.find("-1").unwrap()), Some("samples"));
+        assert_eq!(key_before(t, t.find("batch").unwrap()), None);
+    }
 
     #[test]
     fn line_col_counts_from_one() {
