@@ -261,3 +261,67 @@ fn search_from_results_picks_within_budget() {
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert!(String::from_utf8_lossy(&again.stdout).contains("smallest"));
 }
+
+/// The same CNN fed from NumPy files (the ONNX Runtime reference images and labels), through `format = "npy"`.
+#[test]
+fn npy_dataset_suite_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = data_dir().join("ccexam_mnist_cnn");
+    let text = format!(
+        r#"[suite]
+name = "npy"
+
+[[dataset]]
+name = "ref"
+format = "npy"
+path = "{images}"
+labels = "{labels}"
+shape = [1, 28, 28]
+normalize = {{ scale = 0.00392156862745098, mean = 0.1307, std = 0.3081 }}
+calibration = {{ samples = 20 }}
+evaluation = {{ samples = 80 }}
+
+[[model]]
+name = "cnn"
+path = "{model}"
+dataset = "ref"
+
+[space]
+activations = ["static"]
+granularity = ["tensor"]
+scheme = ["affine"]
+
+[measure]
+warmup = 0
+repeats = 1
+"#,
+        images = d.join("reference/input_pixels_u8.npy").display(),
+        labels = d.join("reference/labels_i64.npy").display(),
+        model = real_model().display(),
+    );
+    let suite = dir.path().join("npy.toml");
+    std::fs::write(&suite, text).unwrap();
+    let out = harness(&["run", "-q", suite.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let csv = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("results: "))
+        .unwrap();
+    let rows = harness::results::read_rows(&dir.path().join(csv)).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].strategy, "w8-static-tensor-affine-minmax");
+    assert!(
+        rows.iter().all(|r| r.eval_samples == 80 && r.top1 > 0.95),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn dataset_shape_that_does_not_fit_the_model_is_an_error() {
+    let text = suite_text(&real_model(), "").replace("shape = [1, 28, 28]", "shape = [1, 784]");
+    assert_bad_suite(
+        &text,
+        &["bad.toml:", "model[0].path", "input `input`", "[1, 784]"],
+    );
+}
