@@ -90,6 +90,16 @@ enum Command {
     },
     /// Show this CPU's features, the ISA the dispatcher would pick, and every kernel.
     Info,
+    /// Write each dataset's calibration and evaluation split as NumPy files, for peer runtimes and notebooks.
+    #[command(long_about = "Write each dataset's calibration and evaluation split, exactly as `run` uses it \
+        (same seed, stratification and normalisation), to <out>/<dataset>/{calibration,evaluation}_f32.npy and \
+        {calibration,evaluation}_labels_i64.npy, so that another runtime can be measured on the same samples.")]
+    ExportSplit {
+        /// The suite file (default: the built-in quickstart suite).
+        suite: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn load_suite(path: Option<&Path>) -> Result<Suite, Error> {
@@ -163,6 +173,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 return Err(Error::Usage("no result rows to choose from".into()));
             }
             print!("{}", render(&recommend(&rows, objective, max_drop)));
+            Ok(())
+        }
+        Command::ExportSplit { suite, out } => {
+            let suite = load_suite(suite.as_deref())?;
+            for def in &suite.datasets {
+                let data = runner::prepare_data(def, suite.seed)?;
+                for path in data.export(&out.join(&def.name))? {
+                    println!("{}", path.display());
+                }
+            }
             Ok(())
         }
         Command::Info => {

@@ -19,7 +19,7 @@ pub use self::csv::load_csv;
 pub use self::error::DataError;
 pub use self::idx::load_idx;
 pub use self::normalize::Normalize;
-pub use self::npy::{load_npy, read_npy_f32, read_npy_i64};
+pub use self::npy::{load_npy, read_npy_f32, read_npy_i64, write_npy};
 pub use self::split::{Split, stratified_split};
 
 /// Raw samples as loaded: features row-major `[n, features_per_sample]` in f32 (pixel values as

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ndarray::Array2;
-use npyz::{DType, Endianness, NpyFile, NpyHeader, Order, TypeChar};
+use npyz::{DType, WriterBuilder, Endianness, NpyFile, NpyHeader, Order, TypeChar};
 
 use super::{DataError, RawData, read_maybe_gzip};
 
@@ -210,4 +210,22 @@ pub fn load_npy(features: &Path, labels: &Path) -> Result<RawData, DataError> {
         labels: label_values,
         source: features.to_path_buf(),
     })
+}
+
+/// Writes `data` (C order, `shape`) as a little-endian `.npy` file that NumPy reads with `np.load`.
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data: &[T]) -> Result<(), DataError> {
+    let io = |source: std::io::Error| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(&dims)
+        .writer(file)
+        .begin_nd()
+        .map_err(io)?;
+    writer.extend(data.iter().copied()).map_err(io)?;
+    writer.finish().map_err(io)
 }

@@ -29,6 +29,7 @@ pub struct PreparedData {
     pub shape: Vec<usize>,
     /// `[calibration samples, features]`.
     pub calibration: Array2<f32>,
+    pub calib_labels: Vec<i64>,
     /// `[evaluation samples, features]`.
     pub evaluation: Array2<f32>,
     pub eval_labels: Vec<i64>,
@@ -95,9 +96,43 @@ pub fn prepare_data(def: &DatasetDef, seed: u64) -> Result<PreparedData, Error> 
         name: def.name.clone(),
         shape: def.shape.clone(),
         calibration: calibration.features,
+        calib_labels: calibration.labels,
         evaluation: evaluation.features,
         eval_labels: evaluation.labels,
     })
+}
+
+impl PreparedData {
+    /// Writes the split as NumPy files other tools (a peer runtime, a notebook) can read:
+    /// `calibration_f32.npy` / `evaluation_f32.npy` (normalised samples, `[n, shape...]`) and
+    /// `calibration_labels_i64.npy` / `evaluation_labels_i64.npy`. Returns the files written.
+    pub fn export(&self, dir: &Path) -> Result<Vec<PathBuf>, Error> {
+        let wrap = |source: DataError| Error::Data {
+            dataset: self.name.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|source| {
+            wrap(DataError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        })?;
+        let mut written = Vec::new();
+        for (split, samples, labels) in [
+            ("calibration", &self.calibration, &self.calib_labels),
+            ("evaluation", &self.evaluation, &self.eval_labels),
+        ] {
+            let mut shape = vec![samples.nrows()];
+            shape.extend(&self.shape);
+            let features = dir.join(format!("{split}_f32.npy"));
+            let data: Vec<f32> = samples.iter().copied().collect();
+            data::write_npy(&features, &shape, &data).map_err(wrap)?;
+            let label_file = dir.join(format!("{split}_labels_i64.npy"));
+            data::write_npy(&label_file, &[labels.len()], labels).map_err(wrap)?;
+            written.extend([features, label_file]);
+        }
+        Ok(written)
+    }
 }
 
 impl Prepared {
