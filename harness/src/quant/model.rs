@@ -3,15 +3,19 @@
 //! Built once per (model, strategy, kernels): weights quantized and packed, static requantization
 //! parameters precomputed, then run many times. Integer arithmetic is real: u8 activations, s8 weights, s32
 //! accumulation in the dispatched GEMM kernel, zero points compensated with row and column sums outside it,
-//! fixed-point requantization between layers (static) or dequantization to f32 (dynamic).
+//! requantization to u8 between layers (static) or dequantization to f32 (dynamic).
+//!
+//! Static convolutions run channels-last (NHWC): one GEMM per layer over every output pixel of the batch, whose
+//! `[pixels, c_out]` result is already the next layer's NHWC input (see `kernels::frame::nhwc`). NHWC values
+//! stay NHWC through ReLU and MaxPool; a Flatten that feeds a quantized Gemm keeps the NHWC order and that Gemm's
+//! weight rows are permuted to match at build time. Any other consumer gets the value back in NCHW.
 
 use std::collections::{BTreeSet, HashMap};
 
 use kernels::frame::conv::{Conv2dGeom, im2col};
+use kernels::frame::nhwc::{im2col_nhwc, max_pool_nhwc, requantize_u8_f32};
 use kernels::frame::quantize::{dequantize_u8, min_max, quantize_u8};
-use kernels::frame::requant::{
-    Scaler, col_sums_i8, compensate_zero_points, dequantize_acc_f32, requantize_u8, row_sums_u8,
-};
+use kernels::frame::requant::{col_sums_i8, compensate_zero_points, dequantize_acc_f32, row_sums_u8};
 use kernels::{KernelSet, PackedB};
 use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
 use strategies::{ActParams, QParams, activation_params_u8, quantize_weights_i8, weight_params_i8};
@@ -26,19 +30,56 @@ use crate::ir::{ConvAttrs, Graph, Node, Op, Tensor};
 #[derive(Clone, Debug)]
 enum Value {
     F32(ArrayD<f32>),
+    /// u8 in the graph's own layout (NCHW for images).
     U8(ArrayD<u8>, ActParams),
+    /// u8 images channels-last, `[n, h, w, c]`: what static convolutions produce and consume.
+    U8Nhwc(ArrayD<u8>, ActParams),
     I64(ArrayD<i64>),
 }
 
+/// `[n, a, b, c]` -> `[n, c, a, b]` (NHWC to NCHW) or, with `to_nhwc`, `[n, c, a, b]` -> `[n, a, b, c]`.
+fn swap_channels<T: Copy + Default>(x: &ArrayD<T>, to_nhwc: bool) -> ArrayD<T> {
+    let sh = x.shape().to_vec();
+    let data = contiguous(x);
+    let (n, c, hw, shape) = if to_nhwc {
+        (sh[0], sh[1], sh[2] * sh[3], [sh[0], sh[2], sh[3], sh[1]])
+    } else {
+        (sh[0], sh[3], sh[1] * sh[2], [sh[0], sh[3], sh[1], sh[2]])
+    };
+    let mut out = vec![T::default(); data.len()];
+    for b in 0..n {
+        let (src, dst) = (&data[b * c * hw..(b + 1) * c * hw], &mut out[b * c * hw..(b + 1) * c * hw]);
+        for p in 0..hw {
+            for ch in 0..c {
+                if to_nhwc {
+                    dst[p * c + ch] = src[ch * hw + p];
+                } else {
+                    dst[ch * hw + p] = src[p * c + ch];
+                }
+            }
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&shape), out).expect("same length")
+}
+
 impl Value {
-    fn into_f32(self) -> Result<ArrayD<f32>, QuantError> {
+    /// The value in the graph's own layout (NHWC u8 images turned back into NCHW).
+    fn into_graph_layout(self) -> Value {
         match self {
+            Value::U8Nhwc(q, p) => Value::U8(swap_channels(&q, false), p),
+            other => other,
+        }
+    }
+
+    fn into_f32(self) -> Result<ArrayD<f32>, QuantError> {
+        match self.into_graph_layout() {
             Value::F32(a) => Ok(a),
             Value::U8(q, p) => {
                 let mut out = vec![0f32; q.len()];
                 dequantize_u8(contiguous(&q).as_ref(), p.scale, p.zero_point, &mut out);
                 Ok(ArrayD::from_shape_vec(q.raw_dim(), out).expect("same length"))
             }
+            Value::U8Nhwc(..) => unreachable!("converted to the graph layout above"),
             Value::I64(_) => Err(QuantError::MissingValue("an i64 value used as f32".into())),
         }
     }
@@ -64,9 +105,14 @@ enum LinearMode {
     Static {
         input: ActParams,
         output: ActParams,
-        scalers: Vec<Scaler>,
         /// Bias in accumulator units (`bias / (s_in * s_w)`), so it is added before requantization.
         bias_q: Option<Vec<i32>>,
+        /// Per column: `bias_q - a_zp * col_sum(B) + k * a_zp * b_zp`, everything known before run time.
+        offset: Vec<i32>,
+        /// Per column weight zero points, when any is non-zero (affine weights need row sums of A).
+        b_zps: Option<Vec<i32>>,
+        /// Per column `s_in * s_w / s_out`.
+        mult: Vec<f32>,
     },
     Dynamic,
     WeightOnly,
@@ -74,8 +120,10 @@ enum LinearMode {
 
 #[derive(Clone, Debug)]
 enum LinearShape {
-    /// 2-D convolution, group 1; `c_out = n`.
+    /// 2-D convolution, group 1; `c_out = n`; weight rows ordered `(c, ky, kx)`, NCHW activations.
     Conv(ConvAttrs),
+    /// The same with weight rows ordered `(ky, kx, c)` for NHWC activations (static mode).
+    ConvNhwc(ConvAttrs),
     /// `[.., k] x [k, n]`.
     Dense,
 }
@@ -118,6 +166,9 @@ impl QLinear {
 #[derive(Clone, Debug)]
 enum Step {
     Linear(Box<QLinear>),
+    /// A Flatten (axis 1) of an NHWC value into a quantized Gemm whose weights were permuted to NHWC order:
+    /// the bytes stay where they are.
+    FlattenNhwc { input: String, output: String },
     /// An original node, run on whatever value types reach it.
     Node(Node),
 }
@@ -143,20 +194,40 @@ impl QuantizedModel {
     ) -> Result<Self, QuantError> {
         let consumers = consumer_counts(graph);
         let graph_outputs: BTreeSet<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
+        let static_mode = strategy.act == ActMode::Static;
         let mut used_constants = BTreeSet::new();
         // Values that will be u8 at run time, and their parameters (static mode only).
         let mut qvals: HashMap<String, ActParams> = HashMap::new();
+        // Values that will be NHWC u8 images at run time, and their channel count.
+        let mut nhwc: HashMap<String, usize> = HashMap::new();
+        // Flatten outputs kept in NHWC order: the consuming Gemm permutes its weights (value -> channels).
+        let mut nhwc_flat: HashMap<String, usize> = HashMap::new();
         let mut steps = Vec::new();
         let mut i = 0;
         while i < graph.nodes.len() {
             let node = &graph.nodes[i];
-            let Some(mut lin) = linear_from_node(graph, node, strategy, kernels)? else {
-                let keeps_params = matches!(
-                    node.op,
-                    Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } | Op::Reshape { .. }
-                );
-                if let Some(p) = qvals.get(&node.inputs[0]).copied().filter(|_| keeps_params) {
-                    qvals.insert(node.outputs[0].clone(), p);
+            let permute = node.inputs.first().and_then(|v| nhwc_flat.get(v)).copied();
+            let Some(mut lin) = linear_from_node(graph, node, strategy, kernels, permute)? else {
+                let input = node.inputs.first().cloned().unwrap_or_default();
+                let output = node.outputs[0].clone();
+                if let Some(p) = qvals.get(&input).copied() {
+                    if matches!(node.op, Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } | Op::Reshape { .. }) {
+                        qvals.insert(output.clone(), p);
+                    }
+                }
+                if let Some(&c) = nhwc.get(&input) {
+                    match node.op {
+                        Op::Relu | Op::MaxPool(_) => {
+                            nhwc.insert(output.clone(), c);
+                        }
+                        Op::Flatten { axis: 1 } if feeds_one_dense(graph, &output, &consumers, c) => {
+                            nhwc_flat.insert(output.clone(), c);
+                            steps.push(Step::FlattenNhwc { input, output });
+                            i += 1;
+                            continue;
+                        }
+                        _ => {}
+                    }
                 }
                 used_constants.extend(
                     node.inputs
@@ -181,7 +252,7 @@ impl QuantizedModel {
                     i += 1;
                 }
             }
-            if strategy.act == ActMode::Static {
+            if static_mode {
                 let ranges = ranges.ok_or_else(|| QuantError::NoRange {
                     value: lin.input.clone(),
                 })?;
@@ -194,30 +265,11 @@ impl QuantizedModel {
                 };
                 let (lo, hi) = ranges.get(&lin.output)?;
                 let output = activation_params_u8(lo, hi, strategy.scheme);
-                let scalers = lin
-                    .params
-                    .scales
-                    .iter()
-                    .map(|&sw| Scaler::new(input.scale as f64 * sw as f64 / output.scale as f64))
-                    .collect();
-                let bias_q = lin.bias.as_ref().map(|b| {
-                    b.iter()
-                        .enumerate()
-                        .map(|(j, &v)| {
-                            let sw =
-                                lin.params.scales[if lin.params.scales.len() > 1 { j } else { 0 }];
-                            let q = (v as f64 / (input.scale as f64 * sw as f64)).round_ties_even();
-                            q.clamp(i32::MIN as f64, i32::MAX as f64) as i32
-                        })
-                        .collect()
-                });
+                lin.mode = static_mode_params(&lin, input, output);
                 qvals.insert(lin.output.clone(), output);
-                lin.mode = LinearMode::Static {
-                    input,
-                    output,
-                    scalers,
-                    bias_q,
-                };
+                if matches!(lin.shape, LinearShape::ConvNhwc(_)) {
+                    nhwc.insert(lin.output.clone(), lin.n);
+                }
             }
             steps.push(Step::Linear(Box::new(lin)));
             i += 1;
@@ -257,7 +309,7 @@ impl QuantizedModel {
     pub(crate) fn linears(&self) -> impl Iterator<Item = &QLinear> {
         self.steps.iter().filter_map(|s| match s {
             Step::Linear(l) => Some(l.as_ref()),
-            Step::Node(_) => None,
+            Step::Node(_) | Step::FlattenNhwc { .. } => None,
         })
     }
 
@@ -286,8 +338,38 @@ impl QuantizedModel {
                     values.insert(l.output.clone(), y);
                 }
                 Step::Node(node) => {
+                    if !matches!(node.op, Op::Relu | Op::MaxPool(_)) {
+                        // Every other op sees the graph's own layout.
+                        for name in &node.inputs {
+                            if matches!(values.get(name), Some(Value::U8Nhwc(..))) {
+                                let v = values.remove(name).expect("present");
+                                values.insert(name.clone(), v.into_graph_layout());
+                            }
+                        }
+                    }
                     let y = run_node(node, &values)?;
                     values.insert(node.outputs[0].clone(), y);
+                }
+                Step::FlattenNhwc { input, output } => {
+                    let y = match values.remove(input) {
+                        Some(Value::U8Nhwc(q, p)) => {
+                            let n = q.shape()[0];
+                            let rest = q.len() / n.max(1);
+                            Value::U8(q.into_shape_with_order(IxDyn(&[n, rest])).expect("same length"), p)
+                        }
+                        Some(other) => {
+                            return Err(QuantError::MissingValue(format!(
+                                "{input} (expected an NHWC u8 image, got {})",
+                                match other {
+                                    Value::F32(_) => "f32",
+                                    Value::U8(..) => "NCHW u8",
+                                    _ => "another type",
+                                }
+                            )));
+                        }
+                        None => return Err(QuantError::MissingValue(input.clone())),
+                    };
+                    values.insert(output.clone(), y);
                 }
             }
         }
@@ -361,50 +443,93 @@ impl QuantizedModel {
             LinearMode::Static {
                 input,
                 output,
-                scalers,
-                bias_q,
+                offset,
+                b_zps,
+                mult,
+                ..
             } => {
-                let q = match x {
-                    Value::U8(q, p) if p == *input => q,
-                    other => {
-                        let f = other.into_f32()?;
-                        let mut q = vec![0u8; f.len()];
-                        quantize_u8(&contiguous(&f), input.scale, input.zero_point, &mut q);
-                        ArrayD::from_shape_vec(f.raw_dim(), q).expect("same length")
+                let nhwc = matches!(l.shape, LinearShape::ConvNhwc(_));
+                let q = to_static_input(x, *input, nhwc)?;
+                let shape = q.shape().to_vec();
+                let data = contiguous(&q);
+                let (m, a, out_shape): (usize, std::borrow::Cow<'_, [u8]>, Vec<usize>) = match &l.shape {
+                    LinearShape::ConvNhwc(attrs) => {
+                        let &[batch, h, w, c_in] = shape.as_slice() else {
+                            return Err(self.shape_error(l, &shape, "is not a 4-D image batch"));
+                        };
+                        let g = geometry(attrs, c_in, h, w);
+                        if g.k() != l.k {
+                            return Err(self.shape_error(l, &shape, "has a channel count the weights do not take"));
+                        }
+                        let m = batch * g.out_h() * g.out_w();
+                        let mut cols = vec![0u8; m * l.k];
+                        im2col_nhwc(&data, batch, &g, input.zero_point as u8, &mut cols);
+                        (m, cols.into(), vec![batch, g.out_h(), g.out_w(), l.n])
+                    }
+                    _ => {
+                        if shape.last() != Some(&l.k) {
+                            return Err(self.shape_error(l, &shape, &format!("does not end in k = {}", l.k)));
+                        }
+                        let mut out_shape = shape.clone();
+                        *out_shape.last_mut().expect("non-empty") = l.n;
+                        (data.len() / l.k, data, out_shape)
                     }
                 };
-                let gemm = self.kernels.gemm_u8i8;
-                let mut acc = Vec::new();
-                let y = run_lowered(l, q.view(), input.zero_point as u8, |m, a, c: &mut [u8]| {
-                    acc.resize(m * l.n, 0);
-                    gemm.gemm(m, a, l.k, &l.packed, &mut acc, l.n);
-                    let row_sums = row_sums_u8(a, m, l.k, l.k);
-                    compensate_zero_points(
-                        &mut acc,
-                        m,
-                        l.n,
-                        l.n,
-                        l.k,
-                        &row_sums,
-                        input.zero_point,
-                        &l.col_sums,
-                        &l.params.zero_points,
-                    );
-                    requantize_u8(
-                        &acc,
-                        m,
-                        l.n,
-                        l.n,
-                        bias_q.as_deref(),
-                        scalers,
-                        output.zero_point,
-                        l.relu,
-                        c,
-                    );
-                })?;
-                Ok(Value::U8(y, *output))
+                let mut acc = vec![0i32; m * l.n];
+                self.kernels.gemm_u8i8.gemm(m, &a, l.k, &l.packed, &mut acc, l.n);
+                let row_sums = b_zps.as_ref().map(|_| row_sums_u8(&a, m, l.k, l.k));
+                let zero_point_rows = b_zps.as_deref().zip(row_sums.as_deref());
+                let mut out = vec![0u8; m * l.n];
+                requantize_u8_f32(&acc, m, l.n, l.n, offset, zero_point_rows, mult, output.zero_point, l.relu, &mut out);
+                let y = ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches");
+                Ok(if nhwc { Value::U8Nhwc(y, *output) } else { Value::U8(y, *output) })
             }
         }
+    }
+
+    fn shape_error(&self, l: &QLinear, shape: &[usize], what: &str) -> QuantError {
+        QuantError::Node {
+            node: l.name.clone(),
+            op: l.op,
+            message: format!("input shape {shape:?} {what}"),
+        }
+    }
+}
+
+/// The u8 input a static layer expects: parameters `p`, NHWC when `nhwc`, whatever arrives.
+fn to_static_input(x: Value, p: ActParams, nhwc: bool) -> Result<ArrayD<u8>, QuantError> {
+    let quantize = |f: ArrayD<f32>| {
+        let mut q = vec![0u8; f.len()];
+        quantize_u8(&contiguous(&f), p.scale, p.zero_point, &mut q);
+        ArrayD::from_shape_vec(f.raw_dim(), q).expect("same length")
+    };
+    Ok(match x {
+        Value::U8Nhwc(q, have) if have == p && nhwc => q,
+        Value::U8(q, have) if have == p && !nhwc => q,
+        Value::U8(q, have) if have == p => swap_channels(&q, true),
+        other => {
+            // Float input, or u8 with other parameters: requantize through f32 (the graph's first layer).
+            let q = quantize(other.into_f32()?);
+            if nhwc { swap_channels(&q, true) } else { q }
+        }
+    })
+}
+
+fn geometry(attrs: &ConvAttrs, c_in: usize, h: usize, w: usize) -> Conv2dGeom {
+    Conv2dGeom {
+        c_in,
+        h,
+        w,
+        kh: attrs.kernel_shape[0],
+        kw: attrs.kernel_shape[1],
+        stride_h: attrs.strides[0],
+        stride_w: attrs.strides[1],
+        pad_top: attrs.pads[0],
+        pad_left: attrs.pads[1],
+        pad_bottom: attrs.pads[2],
+        pad_right: attrs.pads[3],
+        dil_h: attrs.dilations[0],
+        dil_w: attrs.dilations[1],
     }
 }
 
@@ -457,26 +582,13 @@ where
             *out_shape.last_mut().expect("non-empty") = l.n;
             Ok(ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches"))
         }
+        LinearShape::ConvNhwc(_) => Err(bad_shape("reached a float path of an NHWC (static-only) layer")),
         LinearShape::Conv(attrs) => {
             if shape.len() != 4 {
                 return Err(bad_shape("is not NCHW"));
             }
             let (batch, c_in, h, w) = (shape[0], shape[1], shape[2], shape[3]);
-            let g = Conv2dGeom {
-                c_in,
-                h,
-                w,
-                kh: attrs.kernel_shape[0],
-                kw: attrs.kernel_shape[1],
-                stride_h: attrs.strides[0],
-                stride_w: attrs.strides[1],
-                pad_top: attrs.pads[0],
-                pad_left: attrs.pads[1],
-                pad_bottom: attrs.pads[2],
-                pad_right: attrs.pads[3],
-                dil_h: attrs.dilations[0],
-                dil_w: attrs.dilations[1],
-            };
+            let g = geometry(attrs, c_in, h, w);
             if g.k() != l.k {
                 return Err(bad_shape(&format!(
                     "has {c_in} channels; the weights expect {}",
@@ -518,6 +630,18 @@ fn run_node(node: &Node, values: &HashMap<String, Value>) -> Result<Value, Quant
         message,
     };
     let x = get(0)?;
+    if let Value::U8Nhwc(q, p) = x {
+        match &node.op {
+            Op::Relu => {
+                let zp = p.zero_point.clamp(0, 255) as u8;
+                return Ok(Value::U8Nhwc(q.mapv(|v| v.max(zp)), *p));
+            }
+            Op::MaxPool(attrs) => {
+                return max_pool_u8_nhwc(q, attrs).map(|y| Value::U8Nhwc(y, *p)).map_err(node_err);
+            }
+            _ => return Err(node_err("an NHWC value reached an op that needs the graph layout".into())),
+        }
+    }
     Ok(match (&node.op, x) {
         (Op::Relu, Value::F32(a)) => Value::F32(a.mapv(|v| v.max(0.0))),
         (Op::Relu, Value::U8(q, p)) => {
@@ -559,10 +683,42 @@ fn run_node(node: &Node, values: &HashMap<String, Value>) -> Result<Value, Quant
     })
 }
 
+/// MaxPool over an NHWC u8 batch.
+fn max_pool_u8_nhwc(q: &ArrayD<u8>, attrs: &crate::ir::PoolAttrs) -> Result<ArrayD<u8>, String> {
+    let &[n, h, w, c] = q.shape() else {
+        return Err(format!("MaxPool input {:?} is not a 4-D image batch", q.shape()));
+    };
+    let [kh, kw] = attrs.kernel_shape;
+    let [sh, sw] = attrs.strides;
+    let [dh, dw] = attrs.dilations;
+    let [pt, pl, pb, pr] = attrs.pads;
+    let oh = ops::pool_output_len("MaxPool height", h, kh, sh, (pt, pb), dh, attrs.ceil_mode).map_err(|e| e.to_string())?;
+    let ow = ops::pool_output_len("MaxPool width", w, kw, sw, (pl, pr), dw, attrs.ceil_mode).map_err(|e| e.to_string())?;
+    // Each window's first valid tap and how many valid taps follow (padding never wins).
+    let taps = |out: usize, stride: usize, pad: usize, dil: usize, kernel: usize, len: usize| -> Vec<(usize, usize)> {
+        (0..out)
+            .map(|o| {
+                let valid: Vec<usize> = (0..kernel)
+                    .filter_map(|t| (o * stride + t * dil).checked_sub(pad).filter(|&i| i < len))
+                    .collect();
+                (valid.first().copied().unwrap_or(0), valid.len())
+            })
+            .collect()
+    };
+    let rows = taps(oh, sh, pt, dh, kh, h);
+    let cols = taps(ow, sw, pl, dw, kw, w);
+    if rows.iter().chain(&cols).any(|t| t.1 == 0) {
+        return Err(format!("MaxPool has a window over padding only (input {h}x{w})"));
+    }
+    let mut out = vec![0u8; n * oh * ow * c];
+    max_pool_nhwc(&contiguous(q), n, h, w, c, &rows, &cols, (dh, dw), &mut out);
+    Ok(ArrayD::from_shape_vec(IxDyn(&[n, oh, ow, c]), out).expect("shape matches"))
+}
+
 fn value_shape(v: &Value) -> &[usize] {
     match v {
         Value::F32(a) => a.shape(),
-        Value::U8(a, _) => a.shape(),
+        Value::U8(a, _) | Value::U8Nhwc(a, _) => a.shape(),
         Value::I64(a) => a.shape(),
     }
 }
@@ -575,8 +731,63 @@ fn reshape_value(v: &Value, shape: &[usize]) -> Result<Value, String> {
     Ok(match v {
         Value::F32(a) => Value::F32(re(a, shape)?),
         Value::U8(a, p) => Value::U8(re(a, shape)?, *p),
+        Value::U8Nhwc(..) => return Err("an NHWC value must be converted before a reshape".into()),
         Value::I64(a) => Value::I64(re(a, shape)?),
     })
+}
+
+/// Static requantization parameters of a layer between `input` and `output` activation parameters.
+fn static_mode_params(lin: &QLinear, input: ActParams, output: ActParams) -> LinearMode {
+    let per_col = |j: usize| if lin.params.scales.len() > 1 { j } else { 0 };
+    let bias_q: Option<Vec<i32>> = lin.bias.as_ref().map(|b| {
+        b.iter()
+            .enumerate()
+            .map(|(j, &v)| {
+                let q = (v as f64 / (input.scale as f64 * lin.params.scales[per_col(j)] as f64)).round_ties_even();
+                q.clamp(i32::MIN as f64, i32::MAX as f64) as i32
+            })
+            .collect()
+    });
+    let (za, k) = (input.zero_point as i64, lin.k as i64);
+    let offset = (0..lin.n)
+        .map(|j| {
+            let zb = lin.params.zero_points[per_col(j)] as i64;
+            let b = bias_q.as_ref().map_or(0, |b| b[j] as i64);
+            (b - za * lin.col_sums[j] as i64 + k * za * zb).clamp(i32::MIN as i64, i32::MAX as i64) as i32
+        })
+        .collect();
+    let b_zps = lin
+        .params
+        .zero_points
+        .iter()
+        .any(|&z| z != 0)
+        .then(|| (0..lin.n).map(|j| lin.params.zero_points[per_col(j)]).collect());
+    let mult = (0..lin.n)
+        .map(|j| (input.scale as f64 * lin.params.scales[per_col(j)] as f64 / output.scale as f64) as f32)
+        .collect();
+    LinearMode::Static {
+        input,
+        output,
+        bias_q,
+        offset,
+        b_zps,
+        mult,
+    }
+}
+
+/// True when `value` is read by exactly one node, a Gemm / MatMul this module quantizes whose weight rows can
+/// be permuted for an input of `channels` NHWC channels.
+fn feeds_one_dense(graph: &Graph, value: &str, consumers: &HashMap<&str, usize>, channels: usize) -> bool {
+    if consumers.get(value) != Some(&1) || graph.outputs.iter().any(|o| o.name == value) {
+        return false;
+    }
+    let Some(node) = graph.nodes.iter().find(|n| n.inputs.first().is_some_and(|i| i == value)) else {
+        return false;
+    };
+    matches!(
+        float_linear(graph, node),
+        Ok(Some((LinearShape::Dense, w, _))) if w.nrows() % channels == 0
+    )
 }
 
 /// How many nodes read each value.
@@ -590,13 +801,11 @@ fn consumer_counts(graph: &Graph) -> HashMap<&str, usize> {
     counts
 }
 
-/// Builds the quantized layer for `node` if the strategy quantizes it; `None` leaves it in float.
-fn linear_from_node(
-    graph: &Graph,
-    node: &Node,
-    strategy: LinearStrategy,
-    kernels: KernelSet,
-) -> Result<Option<QLinear>, QuantError> {
+/// The float weights of a layer this module quantizes: its shape, weights as `[k, n]` (conv rows ordered
+/// `(c, ky, kx)`), bias as `[n]`. `None` leaves the node in float.
+type FloatLinear = (LinearShape, Array2<f32>, Option<Vec<f32>>);
+
+fn float_linear(graph: &Graph, node: &Node) -> Result<Option<FloatLinear>, QuantError> {
     let constant = |i: usize| -> Option<&ArrayD<f32>> {
         node.inputs
             .get(i)
@@ -667,6 +876,40 @@ fn linear_from_node(
             (LinearShape::Dense, w2.to_owned(), None)
         }
         _ => return Ok(None),
+    };
+    Ok(Some((shape, w_kn, bias)))
+}
+
+/// Builds the quantized layer for `node` if the strategy quantizes it; `None` leaves it in float.
+/// `permute_channels`: the input is an NHWC image flattened in NHWC order with that many channels, so the
+/// weight rows (NCHW flatten order) are permuted to match.
+fn linear_from_node(
+    graph: &Graph,
+    node: &Node,
+    strategy: LinearStrategy,
+    kernels: KernelSet,
+    permute_channels: Option<usize>,
+) -> Result<Option<QLinear>, QuantError> {
+    let Some((shape, w_kn, bias)) = float_linear(graph, node)? else {
+        return Ok(None);
+    };
+    let static_mode = strategy.act == ActMode::Static;
+    let (shape, w_kn) = match shape {
+        LinearShape::Conv(attrs) if static_mode => {
+            // Rows (c, ky, kx) -> (ky, kx, c).
+            let taps = attrs.kernel_shape[0] * attrs.kernel_shape[1];
+            let c_in = w_kn.nrows() / taps;
+            let w = Array2::from_shape_fn(w_kn.dim(), |(r, j)| w_kn[[(r % c_in) * taps + r / c_in, j]]);
+            (LinearShape::ConvNhwc(attrs), w)
+        }
+        LinearShape::Dense if permute_channels.is_some_and(|c| w_kn.nrows() % c == 0) => {
+            // Rows c * hw + p (NCHW flatten) -> p * c + ch (NHWC flatten).
+            let c = permute_channels.expect("checked");
+            let hw = w_kn.nrows() / c;
+            let w = Array2::from_shape_fn(w_kn.dim(), |(r, j)| w_kn[[(r % c) * hw + r / c, j]]);
+            (LinearShape::Dense, w)
+        }
+        other => (other, w_kn),
     };
     let params = weight_params_i8(w_kn.view(), strategy.scheme, strategy.granularity)?;
     let weights = quantize_weights_i8(w_kn.view(), &params);

@@ -5,6 +5,7 @@
 
 pub mod conv;
 pub mod gemm;
+pub mod nhwc;
 pub mod pack;
 pub mod quantize;
 pub mod requant;

@@ -1,0 +1,232 @@
+//! The static int8 convolution path in NHWC (channels last): im2col that copies whole channel runs, max
+//! pooling across channels, and the requantization epilogue that turns a GEMM's i32 accumulators into the next
+//! layer's u8 activations.
+//!
+//! Why NHWC: a convolution lowered to GEMM with rows = output pixels produces `[pixels, c_out]`, which *is*
+//! NHWC; keeping that layout between layers removes a transpose per layer and lets im2col copy `c_in`
+//! contiguous bytes per kernel tap instead of gathering single bytes.
+//!
+//! Rounding of [`requantize_u8_f32`]: the real multiplier is held in f32 (as ONNX Runtime's MLAS does), the
+//! product is rounded half to even, then the zero point is added and the result clamped. Against the exact real
+//! product this is off by at most one LSB, and only where the product is within an f32 ulp of a tie.
+
+use super::conv::Conv2dGeom;
+
+/// im2col over a batch of NHWC images (`[batch, h, w, c_in]`), rows = output pixels of every image in order,
+/// columns ordered `(ky, kx, c)`: `out` is `[batch * out_h * out_w, kh * kw * c_in]`. Padding taps get
+/// `pad_value` (the activation zero point).
+pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, out: &mut [u8]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let c = g.c_in;
+    let k = g.kh * g.kw * c;
+    let image = g.h * g.w * c;
+    assert!(input.len() >= batch * image, "im2col_nhwc: input too short");
+    assert!(out.len() >= batch * oh * ow * k, "im2col_nhwc: out too short");
+    if k == 0 {
+        return;
+    }
+    let mut rows = out.chunks_exact_mut(k);
+    for b in 0..batch {
+        let src = &input[b * image..(b + 1) * image];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let row = rows.next().expect("out has a row per output pixel");
+                let mut taps = row.chunks_exact_mut(c);
+                for ky in 0..g.kh {
+                    let iy = (oy * g.stride_h + ky * g.dil_h).checked_sub(g.pad_top).filter(|&y| y < g.h);
+                    for kx in 0..g.kw {
+                        let ix = (ox * g.stride_w + kx * g.dil_w).checked_sub(g.pad_left).filter(|&x| x < g.w);
+                        let dst = taps.next().expect("row has kh * kw taps");
+                        match (iy, ix) {
+                            (Some(y), Some(x)) => dst.copy_from_slice(&src[(y * g.w + x) * c..][..c]),
+                            _ => dst.fill(pad_value),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Max pooling of NHWC u8 images: `rows[oy] = (first input row, taps)` and `cols[ox]` likewise give each
+/// window's valid taps (padding never wins), with dilation `(dh, dw)`. `out` is `[batch, rows.len(), cols.len(), c]`.
+#[allow(clippy::too_many_arguments)]
+pub fn max_pool_nhwc(
+    input: &[u8],
+    batch: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    rows: &[(usize, usize)],
+    cols: &[(usize, usize)],
+    dil: (usize, usize),
+    out: &mut [u8],
+) {
+    let (oh, ow) = (rows.len(), cols.len());
+    assert!(input.len() >= batch * h * w * c && out.len() >= batch * oh * ow * c, "max_pool_nhwc: short buffers");
+    let mut cells = out.chunks_exact_mut(c);
+    for b in 0..batch {
+        let src = &input[b * h * w * c..(b + 1) * h * w * c];
+        for &(y0, ny) in rows {
+            for &(x0, nx) in cols {
+                let dst = cells.next().expect("one cell per output pixel");
+                dst.fill(0);
+                for ky in 0..ny {
+                    for kx in 0..nx {
+                        let at = ((y0 + ky * dil.0) * w + x0 + kx * dil.1) * c;
+                        for (d, &v) in dst.iter_mut().zip(&src[at..at + c]) {
+                            *d = (*d).max(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 1.5 * 2^23: adding it to an f32 of magnitude below 2^22 rounds it to an integer, ties to even, in the
+/// default rounding mode; subtracting it back leaves the rounded value. Vectorizes on every x86-64.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+/// Products are clamped to this before rounding; far beyond any u8 output, well inside the magic's range.
+const ROUND_LIMIT: f32 = 4_194_304.0;
+
+/// Static requantization of a GEMM block:
+/// `out[i*n + j] = clamp(round_half_even((acc[i*ldc + j] + offset[j] - b_zp[j] * row_sums[i]) * mult[j]) + out_zp,
+/// lo, 255)`, with `lo = out_zp` when `relu` (ReLU fused: the zero point is real 0) and 0 otherwise.
+///
+/// `offset` holds everything known ahead of time (bias in accumulator units, the activation zero point times the
+/// weight column sums); the row-sum term is only needed for affine weights (`zero_point_rows = Some((b_zp,
+/// row_sums))`, `b_zp` of length `n`). `mult[j] = s_in * s_w[j] / s_out`. All per-column slices have length `n`.
+#[allow(clippy::too_many_arguments)]
+pub fn requantize_u8_f32(
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    ldc: usize,
+    offset: &[i32],
+    zero_point_rows: Option<(&[i32], &[i32])>,
+    mult: &[f32],
+    out_zp: i32,
+    relu: bool,
+    out: &mut [u8],
+) {
+    assert!(offset.len() == n && mult.len() == n, "requantize_u8_f32: per-column slices must have n entries");
+    assert!(m == 0 || (acc.len() >= (m - 1) * ldc + n && out.len() >= m * n), "requantize_u8_f32: short buffers");
+    let lo = if relu { out_zp.clamp(0, 255) as f32 } else { 0.0 };
+    let zp = out_zp as f32;
+    let mut row_offset = vec![0i32; n];
+    for i in 0..m {
+        let offset = match zero_point_rows {
+            Some((b_zp, row_sums)) => {
+                let rs = row_sums[i];
+                for ((o, &base), &z) in row_offset.iter_mut().zip(offset).zip(b_zp) {
+                    *o = base - z * rs;
+                }
+                &row_offset[..]
+            }
+            None => offset,
+        };
+        let src = &acc[i * ldc..i * ldc + n];
+        let dst = &mut out[i * n..(i + 1) * n];
+        for (((d, &a), &o), &s) in dst.iter_mut().zip(src).zip(offset).zip(mult) {
+            let x = ((a + o) as f32 * s).clamp(-ROUND_LIMIT, ROUND_LIMIT);
+            let r = (x + ROUND_MAGIC) - ROUND_MAGIC;
+            *d = (r + zp).clamp(lo, 255.0) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::conv::im2col;
+
+    fn geom(c_in: usize, h: usize, w: usize, pad: usize, stride: usize, dil: usize) -> Conv2dGeom {
+        Conv2dGeom {
+            c_in,
+            h,
+            w,
+            kh: 3,
+            kw: 3,
+            stride_h: stride,
+            stride_w: stride,
+            pad_top: pad,
+            pad_left: pad,
+            pad_bottom: pad,
+            pad_right: pad,
+            dil_h: dil,
+            dil_w: dil,
+        }
+    }
+
+    /// The NHWC im2col holds the same values as the NCHW one, with columns reordered from (c, ky, kx) to (ky, kx, c).
+    #[test]
+    fn nhwc_im2col_matches_nchw_im2col_reordered() {
+        for (c, h, w, pad, stride, dil) in [(1, 5, 4, 1, 1, 1), (3, 7, 6, 1, 2, 1), (4, 9, 8, 2, 1, 2), (2, 3, 3, 0, 1, 1)] {
+            let g = geom(c, h, w, pad, stride, dil);
+            let batch = 2;
+            let nchw: Vec<u8> = (0..batch * c * h * w).map(|i| (i * 37 % 251) as u8).collect();
+            let mut nhwc = vec![0u8; nchw.len()];
+            for b in 0..batch {
+                for ch in 0..c {
+                    for p in 0..h * w {
+                        nhwc[(b * h * w + p) * c + ch] = nchw[(b * c + ch) * h * w + p];
+                    }
+                }
+            }
+            let (m, k) = (g.out_h() * g.out_w(), g.k());
+            let mut got = vec![0u8; batch * m * k];
+            im2col_nhwc(&nhwc, batch, &g, 77, &mut got);
+            for b in 0..batch {
+                let mut want = vec![0u8; m * k];
+                im2col(&nchw[b * c * h * w..(b + 1) * c * h * w], &g, 77, &mut want);
+                for p in 0..m {
+                    for ch in 0..c {
+                        for t in 0..9 {
+                            assert_eq!(got[(b * m + p) * k + t * c + ch], want[p * k + ch * 9 + t], "{g:?} b{b} p{p} c{ch} t{t}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn requantize_rounds_half_to_even_and_clamps() {
+        // acc * 0.5: 1 -> 0.5 -> 0, 3 -> 1.5 -> 2, 5 -> 2.5 -> 2; then + zp 10.
+        let acc = [1, 3, 5, -1000, 1000, -3];
+        let mut out = [0u8; 6];
+        requantize_u8_f32(&acc, 1, 6, 6, &[0; 6], None, &[0.5; 6], 10, false, &mut out);
+        assert_eq!(out, [10, 12, 12, 0, 255, 8]);
+        requantize_u8_f32(&acc, 1, 6, 6, &[0; 6], None, &[0.5; 6], 10, true, &mut out);
+        assert_eq!(out, [10, 12, 12, 10, 255, 10]);
+    }
+
+    #[test]
+    fn requantize_applies_offset_and_row_zero_points_within_one_lsb_of_exact() {
+        let (m, n) = (3, 5);
+        let acc: Vec<i32> = (0..m * n).map(|i| (i as i32 * 7919) % 20011 - 10000).collect();
+        let offset = [100, -200, 0, 3, 5000];
+        let b_zp = [0, 1, -3, 7, 0];
+        let rows = [10, -20, 30];
+        let mult = [0.01, 0.003, 0.02, 0.0005, 0.011];
+        let mut out = vec![0u8; m * n];
+        requantize_u8_f32(&acc, m, n, n, &offset, Some((&b_zp, &rows)), &mult, 128, false, &mut out);
+        for i in 0..m {
+            for j in 0..n {
+                let exact = (acc[i * n + j] + offset[j] - b_zp[j] * rows[i]) as f64 * mult[j] as f64 + 128.0;
+                let want = exact.round().clamp(0.0, 255.0);
+                assert!((out[i * n + j] as f64 - want).abs() <= 1.0, "[{i},{j}] {} vs {want}", out[i * n + j]);
+            }
+        }
+    }
+
+    #[test]
+    fn max_pool_takes_the_maximum_of_valid_taps_per_channel() {
+        // One 2x2 image, 2 channels, 2x2 window stride 2: one output cell.
+        let x = [1u8, 9, 4, 2, 3, 8, 7, 5];
+        let mut out = [0u8; 2];
+        max_pool_nhwc(&x, 1, 2, 2, 2, &[(0, 2)], &[(0, 2)], (1, 1), &mut out);
+        assert_eq!(out, [7, 9]);
+    }
+}
