@@ -5,6 +5,7 @@
 pub mod measure;
 pub mod provenance;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -363,6 +364,9 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
         } else {
             None
         };
+        // Predictions depend on the strategy and the kernels that ran, not on the timed batch or threads:
+        // targets that share kernels share one accuracy pass.
+        let mut predictions: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for (target, kernels) in &prepared.targets {
             let mut fp32_pred: Option<Vec<usize>> = None;
             let mut fp32_top1 = 0.0;
@@ -391,12 +395,15 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                         (Box::new(q), names, size)
                     }
                 };
-                let pred = predict(
-                    classifier.as_ref(),
-                    &model.input,
-                    data,
-                    suite.measure.eval_batch,
-                )?;
+                let memo = (strategy.name(), kernel_names.join("+"));
+                let pred = match predictions.get(&memo) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = predict(classifier.as_ref(), &model.input, data, suite.measure.eval_batch)?;
+                        predictions.insert(memo, p.clone());
+                        p
+                    }
+                };
                 let correct = pred
                     .iter()
                     .zip(&data.eval_labels)
