@@ -83,25 +83,37 @@ pub fn im2col<T: Copy>(input: &[T], g: &Conv2dGeom, pad_value: T, out: &mut [T])
     if k == 0 {
         return;
     }
+    // Input coordinate of every (output position, tap) pair, or None in the padding: computed once per call
+    // instead of per element.
+    let coords = |out_len: usize, taps: usize, stride: usize, dil: usize, pad: usize, len: usize| {
+        (0..out_len)
+            .flat_map(|o| (0..taps).map(move |t| (o * stride + t * dil).checked_sub(pad).filter(|&v| v < len)))
+            .collect::<Vec<Option<usize>>>()
+    };
+    let ys = coords(oh, g.kh, g.stride_h, g.dil_h, g.pad_top, g.h);
+    let xs = coords(ow, g.kw, g.stride_w, g.dil_w, g.pad_left, g.w);
     for (pix, row) in out.chunks_exact_mut(k).take(oh * ow).enumerate() {
         let (oy, ox) = (pix / ow, pix % ow);
-        let mut dst = row.iter_mut();
+        let xs = &xs[ox * g.kw..(ox + 1) * g.kw];
+        // Every tap of this output column lands inside the row, contiguously: copy instead of gathering.
+        let dense = g.dil_w == 1 && xs[0].is_some() && xs[g.kw - 1].is_some();
+        let mut dst = row.chunks_exact_mut(g.kw);
         for c in 0..g.c_in {
             let channel = &input[c * plane..(c + 1) * plane];
-            for ky in 0..g.kh {
-                // Input row, or None in the top/bottom padding.
-                let iy = (oy * g.stride_h + ky * g.dil_h)
-                    .checked_sub(g.pad_top)
-                    .filter(|&y| y < g.h);
-                for kx in 0..g.kw {
-                    let ix = (ox * g.stride_w + kx * g.dil_w)
-                        .checked_sub(g.pad_left)
-                        .filter(|&x| x < g.w);
-                    let v = match (iy, ix) {
-                        (Some(y), Some(x)) => channel[y * g.w + x],
-                        _ => pad_value,
-                    };
-                    *dst.next().expect("row has k elements") = v;
+            for &iy in &ys[oy * g.kh..(oy + 1) * g.kh] {
+                let d = dst.next().expect("row has c_in * kh runs of kw");
+                match iy {
+                    None => d.fill(pad_value),
+                    Some(y) if dense => {
+                        let x0 = xs[0].expect("dense");
+                        d.copy_from_slice(&channel[y * g.w + x0..y * g.w + x0 + g.kw]);
+                    }
+                    Some(y) => {
+                        let line = &channel[y * g.w..(y + 1) * g.w];
+                        for (v, &ix) in d.iter_mut().zip(xs) {
+                            *v = ix.map_or(pad_value, |x| line[x]);
+                        }
+                    }
                 }
             }
         }

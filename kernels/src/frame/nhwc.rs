@@ -38,6 +38,8 @@ pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, ou
                         let ix = (ox * g.stride_w + kx * g.dil_w).checked_sub(g.pad_left).filter(|&x| x < g.w);
                         let dst = taps.next().expect("row has kh * kw taps");
                         match (iy, ix) {
+                            // One channel (a network's first layer): a byte, not a memcpy call.
+                            (Some(y), Some(x)) if c == 1 => dst[0] = src[y * g.w + x],
                             (Some(y), Some(x)) => dst.copy_from_slice(&src[(y * g.w + x) * c..][..c]),
                             _ => dst.fill(pad_value),
                         }
@@ -130,8 +132,10 @@ pub fn requantize_u8_f32(
         let dst = &mut out[i * n..(i + 1) * n];
         for (((d, &a), &o), &s) in dst.iter_mut().zip(src).zip(offset).zip(mult) {
             let x = ((a + o) as f32 * s).clamp(-ROUND_LIMIT, ROUND_LIMIT);
-            let r = (x + ROUND_MAGIC) - ROUND_MAGIC;
-            *d = (r + zp).clamp(lo, 255.0) as u8;
+            let r = ((x + ROUND_MAGIC) - ROUND_MAGIC + zp).clamp(lo, 255.0);
+            // SAFETY: `r` is finite and within [0, 255] after the clamps, so the conversion is exact; the
+            // unchecked form lets the loop vectorize without saturation fix-ups.
+            *d = unsafe { r.to_int_unchecked::<i32>() } as u8;
         }
     }
 }
