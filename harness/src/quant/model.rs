@@ -15,7 +15,9 @@ use std::collections::{BTreeSet, HashMap};
 use kernels::frame::conv::{Conv2dGeom, im2col};
 use kernels::frame::nhwc::{im2col_nhwc, max_pool_nhwc, requantize_u8_f32};
 use kernels::frame::quantize::{dequantize_u8, min_max, quantize_u8};
-use kernels::frame::requant::{col_sums_i8, compensate_zero_points, dequantize_acc_f32, row_sums_u8};
+use kernels::frame::requant::{
+    col_sums_i8, compensate_zero_points, dequantize_acc_f32, row_sums_u8,
+};
 use kernels::{KernelSet, PackedB};
 use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
 use strategies::{ActParams, QParams, activation_params_u8, quantize_weights_i8, weight_params_i8};
@@ -52,7 +54,10 @@ fn swap_channels<T: Copy + Default>(x: &ArrayD<T>, to_nhwc: bool) -> ArrayD<T> {
     };
     let mut out = vec![T::default(); data.len()];
     for b in 0..n {
-        let (src, dst) = (&data[b * c * hw..(b + 1) * c * hw], &mut out[b * c * hw..(b + 1) * c * hw]);
+        let (src, dst) = (
+            &data[b * c * hw..(b + 1) * c * hw],
+            &mut out[b * c * hw..(b + 1) * c * hw],
+        );
         for p in 0..hw {
             for ch in 0..c {
                 if to_nhwc {
@@ -172,7 +177,10 @@ enum Step {
     Linear(Box<QLinear>),
     /// A Flatten (axis 1) of an NHWC value into a quantized Gemm whose weights were permuted to NHWC order:
     /// the bytes stay where they are.
-    FlattenNhwc { input: String, output: String },
+    FlattenNhwc {
+        input: String,
+        output: String,
+    },
     /// An original node, run on whatever value types reach it.
     Node(Node),
 }
@@ -215,7 +223,10 @@ impl QuantizedModel {
                 let input = node.inputs.first().cloned().unwrap_or_default();
                 let output = node.outputs[0].clone();
                 if let Some(p) = qvals.get(&input).copied() {
-                    if matches!(node.op, Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } | Op::Reshape { .. }) {
+                    if matches!(
+                        node.op,
+                        Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } | Op::Reshape { .. }
+                    ) {
                         qvals.insert(output.clone(), p);
                     }
                 }
@@ -224,7 +235,9 @@ impl QuantizedModel {
                         Op::Relu | Op::MaxPool(_) => {
                             nhwc.insert(output.clone(), c);
                         }
-                        Op::Flatten { axis: 1 } if feeds_one_dense(graph, &output, &consumers, c) => {
+                        Op::Flatten { axis: 1 }
+                            if feeds_one_dense(graph, &output, &consumers, c) =>
+                        {
                             nhwc_flat.insert(output.clone(), c);
                             steps.push(Step::FlattenNhwc { input, output });
                             i += 1;
@@ -359,7 +372,11 @@ impl QuantizedModel {
                         Some(Value::U8Nhwc(q, p)) => {
                             let n = q.shape()[0];
                             let rest = q.len() / n.max(1);
-                            Value::U8(q.into_shape_with_order(IxDyn(&[n, rest])).expect("same length"), p)
+                            Value::U8(
+                                q.into_shape_with_order(IxDyn(&[n, rest]))
+                                    .expect("same length"),
+                                p,
+                            )
                         }
                         Some(other) => {
                             return Err(QuantError::MissingValue(format!(
@@ -459,10 +476,23 @@ impl QuantizedModel {
                 // `gemm(rows of A) -> u8 rows of the output`, the whole static epilogue included.
                 let run = |m: usize, a: &[u8], out: &mut [u8]| {
                     let mut acc = vec![0i32; m * l.n];
-                    self.kernels.gemm_u8i8.gemm(m, a, l.k, &l.packed, &mut acc, l.n);
+                    self.kernels
+                        .gemm_u8i8
+                        .gemm(m, a, l.k, &l.packed, &mut acc, l.n);
                     let row_sums = b_zps.as_ref().map(|_| row_sums_u8(a, m, l.k, l.k));
                     let zero_point_rows = b_zps.as_deref().zip(row_sums.as_deref());
-                    requantize_u8_f32(&acc, m, l.n, l.n, offset, zero_point_rows, mult, output.zero_point, l.relu, out);
+                    requantize_u8_f32(
+                        &acc,
+                        m,
+                        l.n,
+                        l.n,
+                        offset,
+                        zero_point_rows,
+                        mult,
+                        output.zero_point,
+                        l.relu,
+                        out,
+                    );
                 };
                 let (out, out_shape) = match &l.shape {
                     LinearShape::ConvNhwc(attrs) => {
@@ -471,14 +501,22 @@ impl QuantizedModel {
                         };
                         let g = geometry(attrs, c_in, h, w);
                         if g.k() != l.k {
-                            return Err(self.shape_error(l, &shape, "has a channel count the weights do not take"));
+                            return Err(self.shape_error(
+                                l,
+                                &shape,
+                                "has a channel count the weights do not take",
+                            ));
                         }
                         let pixels = g.out_h() * g.out_w();
                         // Lower a few images at a time so the im2col block and the accumulators stay in L2.
-                        let chunk = (IM2COL_BLOCK_BYTES / (pixels * l.k).max(1)).clamp(1, batch.max(1));
+                        let chunk =
+                            (IM2COL_BLOCK_BYTES / (pixels * l.k).max(1)).clamp(1, batch.max(1));
                         let mut out = vec![0u8; batch * pixels * l.n];
                         let mut cols = vec![0u8; chunk * pixels * l.k];
-                        for (b0, dst) in (0..batch).step_by(chunk).zip(out.chunks_mut(chunk * pixels * l.n)) {
+                        for (b0, dst) in (0..batch)
+                            .step_by(chunk)
+                            .zip(out.chunks_mut(chunk * pixels * l.n))
+                        {
                             let images = chunk.min(batch - b0);
                             let src = &data[b0 * h * w * c_in..(b0 + images) * h * w * c_in];
                             let cols = &mut cols[..images * pixels * l.k];
@@ -489,7 +527,11 @@ impl QuantizedModel {
                     }
                     _ => {
                         if shape.last() != Some(&l.k) {
-                            return Err(self.shape_error(l, &shape, &format!("does not end in k = {}", l.k)));
+                            return Err(self.shape_error(
+                                l,
+                                &shape,
+                                &format!("does not end in k = {}", l.k),
+                            ));
                         }
                         let m = data.len() / l.k;
                         let mut out = vec![0u8; m * l.n];
@@ -500,7 +542,11 @@ impl QuantizedModel {
                     }
                 };
                 let y = ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches");
-                Ok(if nhwc { Value::U8Nhwc(y, *output) } else { Value::U8(y, *output) })
+                Ok(if nhwc {
+                    Value::U8Nhwc(y, *output)
+                } else {
+                    Value::U8(y, *output)
+                })
             }
         }
     }
@@ -600,7 +646,9 @@ where
             *out_shape.last_mut().expect("non-empty") = l.n;
             Ok(ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches"))
         }
-        LinearShape::ConvNhwc(_) => Err(bad_shape("reached a float path of an NHWC (static-only) layer")),
+        LinearShape::ConvNhwc(_) => Err(bad_shape(
+            "reached a float path of an NHWC (static-only) layer",
+        )),
         LinearShape::Conv(attrs) => {
             if shape.len() != 4 {
                 return Err(bad_shape("is not NCHW"));
@@ -655,9 +703,15 @@ fn run_node(node: &Node, values: &HashMap<String, Value>) -> Result<Value, Quant
                 return Ok(Value::U8Nhwc(q.mapv(|v| v.max(zp)), *p));
             }
             Op::MaxPool(attrs) => {
-                return max_pool_u8_nhwc(q, attrs).map(|y| Value::U8Nhwc(y, *p)).map_err(node_err);
+                return max_pool_u8_nhwc(q, attrs)
+                    .map(|y| Value::U8Nhwc(y, *p))
+                    .map_err(node_err);
             }
-            _ => return Err(node_err("an NHWC value reached an op that needs the graph layout".into())),
+            _ => {
+                return Err(node_err(
+                    "an NHWC value reached an op that needs the graph layout".into(),
+                ));
+            }
         }
     }
     Ok(match (&node.op, x) {
@@ -704,16 +758,27 @@ fn run_node(node: &Node, values: &HashMap<String, Value>) -> Result<Value, Quant
 /// MaxPool over an NHWC u8 batch.
 fn max_pool_u8_nhwc(q: &ArrayD<u8>, attrs: &crate::ir::PoolAttrs) -> Result<ArrayD<u8>, String> {
     let &[n, h, w, c] = q.shape() else {
-        return Err(format!("MaxPool input {:?} is not a 4-D image batch", q.shape()));
+        return Err(format!(
+            "MaxPool input {:?} is not a 4-D image batch",
+            q.shape()
+        ));
     };
     let [kh, kw] = attrs.kernel_shape;
     let [sh, sw] = attrs.strides;
     let [dh, dw] = attrs.dilations;
     let [pt, pl, pb, pr] = attrs.pads;
-    let oh = ops::pool_output_len("MaxPool height", h, kh, sh, (pt, pb), dh, attrs.ceil_mode).map_err(|e| e.to_string())?;
-    let ow = ops::pool_output_len("MaxPool width", w, kw, sw, (pl, pr), dw, attrs.ceil_mode).map_err(|e| e.to_string())?;
+    let oh = ops::pool_output_len("MaxPool height", h, kh, sh, (pt, pb), dh, attrs.ceil_mode)
+        .map_err(|e| e.to_string())?;
+    let ow = ops::pool_output_len("MaxPool width", w, kw, sw, (pl, pr), dw, attrs.ceil_mode)
+        .map_err(|e| e.to_string())?;
     // Each window's first valid tap and how many valid taps follow (padding never wins).
-    let taps = |out: usize, stride: usize, pad: usize, dil: usize, kernel: usize, len: usize| -> Vec<(usize, usize)> {
+    let taps = |out: usize,
+                stride: usize,
+                pad: usize,
+                dil: usize,
+                kernel: usize,
+                len: usize|
+     -> Vec<(usize, usize)> {
         (0..out)
             .map(|o| {
                 let valid: Vec<usize> = (0..kernel)
@@ -726,7 +791,9 @@ fn max_pool_u8_nhwc(q: &ArrayD<u8>, attrs: &crate::ir::PoolAttrs) -> Result<Arra
     let rows = taps(oh, sh, pt, dh, kh, h);
     let cols = taps(ow, sw, pl, dw, kw, w);
     if rows.iter().chain(&cols).any(|t| t.1 == 0) {
-        return Err(format!("MaxPool has a window over padding only (input {h}x{w})"));
+        return Err(format!(
+            "MaxPool has a window over padding only (input {h}x{w})"
+        ));
     }
     let mut out = vec![0u8; n * oh * ow * c];
     max_pool_nhwc(&contiguous(q), n, h, w, c, &rows, &cols, (dh, dw), &mut out);
@@ -761,7 +828,8 @@ fn static_mode_params(lin: &QLinear, input: ActParams, output: ActParams) -> Lin
         b.iter()
             .enumerate()
             .map(|(j, &v)| {
-                let q = (v as f64 / (input.scale as f64 * lin.params.scales[per_col(j)] as f64)).round_ties_even();
+                let q = (v as f64 / (input.scale as f64 * lin.params.scales[per_col(j)] as f64))
+                    .round_ties_even();
                 q.clamp(i32::MIN as f64, i32::MAX as f64) as i32
             })
             .collect()
@@ -771,17 +839,19 @@ fn static_mode_params(lin: &QLinear, input: ActParams, output: ActParams) -> Lin
         .map(|j| {
             let zb = lin.params.zero_points[per_col(j)] as i64;
             let b = bias_q.as_ref().map_or(0, |b| b[j] as i64);
-            (b - za * lin.col_sums[j] as i64 + k * za * zb).clamp(i32::MIN as i64, i32::MAX as i64) as i32
+            (b - za * lin.col_sums[j] as i64 + k * za * zb).clamp(i32::MIN as i64, i32::MAX as i64)
+                as i32
         })
         .collect();
-    let b_zps = lin
-        .params
-        .zero_points
-        .iter()
-        .any(|&z| z != 0)
-        .then(|| (0..lin.n).map(|j| lin.params.zero_points[per_col(j)]).collect());
+    let b_zps = lin.params.zero_points.iter().any(|&z| z != 0).then(|| {
+        (0..lin.n)
+            .map(|j| lin.params.zero_points[per_col(j)])
+            .collect()
+    });
     let mult = (0..lin.n)
-        .map(|j| (input.scale as f64 * lin.params.scales[per_col(j)] as f64 / output.scale as f64) as f32)
+        .map(|j| {
+            (input.scale as f64 * lin.params.scales[per_col(j)] as f64 / output.scale as f64) as f32
+        })
         .collect();
     LinearMode::Static {
         input,
@@ -795,11 +865,20 @@ fn static_mode_params(lin: &QLinear, input: ActParams, output: ActParams) -> Lin
 
 /// True when `value` is read by exactly one node, a Gemm / MatMul this module quantizes whose weight rows can
 /// be permuted for an input of `channels` NHWC channels.
-fn feeds_one_dense(graph: &Graph, value: &str, consumers: &HashMap<&str, usize>, channels: usize) -> bool {
+fn feeds_one_dense(
+    graph: &Graph,
+    value: &str,
+    consumers: &HashMap<&str, usize>,
+    channels: usize,
+) -> bool {
     if consumers.get(value) != Some(&1) || graph.outputs.iter().any(|o| o.name == value) {
         return false;
     }
-    let Some(node) = graph.nodes.iter().find(|n| n.inputs.first().is_some_and(|i| i == value)) else {
+    let Some(node) = graph
+        .nodes
+        .iter()
+        .find(|n| n.inputs.first().is_some_and(|i| i == value))
+    else {
         return false;
     };
     matches!(
@@ -917,7 +996,8 @@ fn linear_from_node(
             // Rows (c, ky, kx) -> (ky, kx, c).
             let taps = attrs.kernel_shape[0] * attrs.kernel_shape[1];
             let c_in = w_kn.nrows() / taps;
-            let w = Array2::from_shape_fn(w_kn.dim(), |(r, j)| w_kn[[(r % c_in) * taps + r / c_in, j]]);
+            let w =
+                Array2::from_shape_fn(w_kn.dim(), |(r, j)| w_kn[[(r % c_in) * taps + r / c_in, j]]);
             (LinearShape::ConvNhwc(attrs), w)
         }
         LinearShape::Dense if permute_channels.is_some_and(|c| w_kn.nrows() % c == 0) => {

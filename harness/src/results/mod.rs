@@ -126,47 +126,53 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, ResultsError> {
         })
 }
 
+/// A complete row with plausible values, for tests of code that reads rows.
+#[cfg(test)]
+pub(crate) fn sample_row(strategy: &str) -> Row {
+    Row {
+        run_id: "r".into(),
+        suite: "s".into(),
+        model: "m".into(),
+        dataset: "d".into(),
+        target: "t".into(),
+        isa: "generic".into(),
+        isa_requested: "avx2".into(),
+        kernel: "k".into(),
+        strategy: strategy.into(),
+        weight_bits: 8,
+        act_mode: "static".into(),
+        granularity: "channel".into(),
+        scheme: "sym".into(),
+        calibration: "minmax".into(),
+        calib_samples: 1,
+        eval_samples: 2,
+        top1: 0.5,
+        top1_drop: 0.0,
+        top1_agreement: 1.0,
+        size_bytes: 10,
+        size_ratio: 0.25,
+        latency_median_ns: 100,
+        latency_p90_ns: 120,
+        latency_min_ns: 90,
+        timed_runs: 3,
+        throughput_per_s: 1e7,
+        batch: 1,
+        threads: 1,
+        seed: 7,
+        git_commit: "abc".into(),
+        cpu: "cpu, with comma".into(),
+        cpu_features: "avx2 fma".into(),
+        harness_version: "0.1.0".into(),
+        started_at: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn row(strategy: &str) -> Row {
-        Row {
-            run_id: "r".into(),
-            suite: "s".into(),
-            model: "m".into(),
-            dataset: "d".into(),
-            target: "t".into(),
-            isa: "generic".into(),
-            isa_requested: "avx2".into(),
-            kernel: "k".into(),
-            strategy: strategy.into(),
-            weight_bits: 8,
-            act_mode: "static".into(),
-            granularity: "channel".into(),
-            scheme: "sym".into(),
-            calibration: "minmax".into(),
-            calib_samples: 1,
-            eval_samples: 2,
-            top1: 0.5,
-            top1_drop: 0.0,
-            top1_agreement: 1.0,
-            size_bytes: 10,
-            size_ratio: 0.25,
-            latency_median_ns: 100,
-            latency_p90_ns: 120,
-            latency_min_ns: 90,
-            timed_runs: 3,
-            throughput_per_s: 1e7,
-            batch: 1,
-            threads: 1,
-            seed: 7,
-            git_commit: "abc".into(),
-            cpu: "cpu, with comma".into(),
-            cpu_features: "avx2 fma".into(),
-            harness_version: "0.1.0".into(),
-            started_at: "2026-01-01T00:00:00Z".into(),
-        }
+        sample_row(strategy)
     }
 
     #[test]

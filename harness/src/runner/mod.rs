@@ -399,7 +399,12 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                 let pred = match predictions.get(&memo) {
                     Some(p) => p.clone(),
                     None => {
-                        let p = predict(classifier.as_ref(), &model.input, data, suite.measure.eval_batch)?;
+                        let p = predict(
+                            classifier.as_ref(),
+                            &model.input,
+                            data,
+                            suite.measure.eval_batch,
+                        )?;
                         predictions.insert(memo, p.clone());
                         p
                     }

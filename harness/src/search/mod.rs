@@ -203,40 +203,14 @@ mod tests {
 
     fn row(strategy: &str, top1: f64, lat: u64, size: u64) -> Row {
         Row {
-            run_id: "r".into(),
-            suite: "s".into(),
-            model: "m".into(),
-            dataset: "d".into(),
-            target: "t".into(),
-            isa: "generic".into(),
-            isa_requested: "generic".into(),
-            kernel: "k".into(),
-            strategy: strategy.into(),
-            weight_bits: 8,
-            act_mode: "static".into(),
-            granularity: "channel".into(),
-            scheme: "sym".into(),
-            calibration: "minmax".into(),
-            calib_samples: 1,
-            eval_samples: 1000,
             top1,
             top1_drop: 0.99 - top1,
-            top1_agreement: 1.0,
             size_bytes: size,
             size_ratio: size as f64 / 400.0,
             latency_median_ns: lat,
             latency_p90_ns: lat,
             latency_min_ns: lat,
-            timed_runs: 3,
-            throughput_per_s: 1.0,
-            batch: 1,
-            threads: 1,
-            seed: 7,
-            git_commit: "abc".into(),
-            cpu: "cpu".into(),
-            cpu_features: String::new(),
-            harness_version: "0.1.0".into(),
-            started_at: "t".into(),
+            ..crate::results::sample_row(strategy)
         }
     }
 

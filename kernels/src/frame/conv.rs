@@ -85,11 +85,15 @@ pub fn im2col<T: Copy>(input: &[T], g: &Conv2dGeom, pad_value: T, out: &mut [T])
     }
     // Input coordinate of every (output position, tap) pair, or None in the padding: computed once per call
     // instead of per element.
-    let coords = |out_len: usize, taps: usize, stride: usize, dil: usize, pad: usize, len: usize| {
-        (0..out_len)
-            .flat_map(|o| (0..taps).map(move |t| (o * stride + t * dil).checked_sub(pad).filter(|&v| v < len)))
-            .collect::<Vec<Option<usize>>>()
-    };
+    let coords =
+        |out_len: usize, taps: usize, stride: usize, dil: usize, pad: usize, len: usize| {
+            (0..out_len)
+                .flat_map(|o| {
+                    (0..taps)
+                        .map(move |t| (o * stride + t * dil).checked_sub(pad).filter(|&v| v < len))
+                })
+                .collect::<Vec<Option<usize>>>()
+        };
     let ys = coords(oh, g.kh, g.stride_h, g.dil_h, g.pad_top, g.h);
     let xs = coords(ow, g.kw, g.stride_w, g.dil_w, g.pad_left, g.w);
     for (pix, row) in out.chunks_exact_mut(k).take(oh * ow).enumerate() {

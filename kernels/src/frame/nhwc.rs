@@ -21,7 +21,10 @@ pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, ou
     let k = g.kh * g.kw * c;
     let image = g.h * g.w * c;
     assert!(input.len() >= batch * image, "im2col_nhwc: input too short");
-    assert!(out.len() >= batch * oh * ow * k, "im2col_nhwc: out too short");
+    assert!(
+        out.len() >= batch * oh * ow * k,
+        "im2col_nhwc: out too short"
+    );
     if k == 0 {
         return;
     }
@@ -33,14 +36,20 @@ pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, ou
                 let row = rows.next().expect("out has a row per output pixel");
                 let mut taps = row.chunks_exact_mut(c);
                 for ky in 0..g.kh {
-                    let iy = (oy * g.stride_h + ky * g.dil_h).checked_sub(g.pad_top).filter(|&y| y < g.h);
+                    let iy = (oy * g.stride_h + ky * g.dil_h)
+                        .checked_sub(g.pad_top)
+                        .filter(|&y| y < g.h);
                     for kx in 0..g.kw {
-                        let ix = (ox * g.stride_w + kx * g.dil_w).checked_sub(g.pad_left).filter(|&x| x < g.w);
+                        let ix = (ox * g.stride_w + kx * g.dil_w)
+                            .checked_sub(g.pad_left)
+                            .filter(|&x| x < g.w);
                         let dst = taps.next().expect("row has kh * kw taps");
                         match (iy, ix) {
                             // One channel (a network's first layer): a byte, not a memcpy call.
                             (Some(y), Some(x)) if c == 1 => dst[0] = src[y * g.w + x],
-                            (Some(y), Some(x)) => dst.copy_from_slice(&src[(y * g.w + x) * c..][..c]),
+                            (Some(y), Some(x)) => {
+                                dst.copy_from_slice(&src[(y * g.w + x) * c..][..c])
+                            }
                             _ => dst.fill(pad_value),
                         }
                     }
@@ -65,7 +74,10 @@ pub fn max_pool_nhwc(
     out: &mut [u8],
 ) {
     let (oh, ow) = (rows.len(), cols.len());
-    assert!(input.len() >= batch * h * w * c && out.len() >= batch * oh * ow * c, "max_pool_nhwc: short buffers");
+    assert!(
+        input.len() >= batch * h * w * c && out.len() >= batch * oh * ow * c,
+        "max_pool_nhwc: short buffers"
+    );
     let mut cells = out.chunks_exact_mut(c);
     for b in 0..batch {
         let src = &input[b * h * w * c..(b + 1) * h * w * c];
@@ -112,9 +124,19 @@ pub fn requantize_u8_f32(
     relu: bool,
     out: &mut [u8],
 ) {
-    assert!(offset.len() == n && mult.len() == n, "requantize_u8_f32: per-column slices must have n entries");
-    assert!(m == 0 || (acc.len() >= (m - 1) * ldc + n && out.len() >= m * n), "requantize_u8_f32: short buffers");
-    let lo = if relu { out_zp.clamp(0, 255) as f32 } else { 0.0 };
+    assert!(
+        offset.len() == n && mult.len() == n,
+        "requantize_u8_f32: per-column slices must have n entries"
+    );
+    assert!(
+        m == 0 || (acc.len() >= (m - 1) * ldc + n && out.len() >= m * n),
+        "requantize_u8_f32: short buffers"
+    );
+    let lo = if relu {
+        out_zp.clamp(0, 255) as f32
+    } else {
+        0.0
+    };
     let zp = out_zp as f32;
     let mut row_offset = vec![0i32; n];
     for i in 0..m {
@@ -166,10 +188,17 @@ mod tests {
     /// The NHWC im2col holds the same values as the NCHW one, with columns reordered from (c, ky, kx) to (ky, kx, c).
     #[test]
     fn nhwc_im2col_matches_nchw_im2col_reordered() {
-        for (c, h, w, pad, stride, dil) in [(1, 5, 4, 1, 1, 1), (3, 7, 6, 1, 2, 1), (4, 9, 8, 2, 1, 2), (2, 3, 3, 0, 1, 1)] {
+        for (c, h, w, pad, stride, dil) in [
+            (1, 5, 4, 1, 1, 1),
+            (3, 7, 6, 1, 2, 1),
+            (4, 9, 8, 2, 1, 2),
+            (2, 3, 3, 0, 1, 1),
+        ] {
             let g = geom(c, h, w, pad, stride, dil);
             let batch = 2;
-            let nchw: Vec<u8> = (0..batch * c * h * w).map(|i| (i * 37 % 251) as u8).collect();
+            let nchw: Vec<u8> = (0..batch * c * h * w)
+                .map(|i| (i * 37 % 251) as u8)
+                .collect();
             let mut nhwc = vec![0u8; nchw.len()];
             for b in 0..batch {
                 for ch in 0..c {
@@ -187,7 +216,11 @@ mod tests {
                 for p in 0..m {
                     for ch in 0..c {
                         for t in 0..9 {
-                            assert_eq!(got[(b * m + p) * k + t * c + ch], want[p * k + ch * 9 + t], "{g:?} b{b} p{p} c{ch} t{t}");
+                            assert_eq!(
+                                got[(b * m + p) * k + t * c + ch],
+                                want[p * k + ch * 9 + t],
+                                "{g:?} b{b} p{p} c{ch} t{t}"
+                            );
                         }
                     }
                 }
@@ -209,18 +242,37 @@ mod tests {
     #[test]
     fn requantize_applies_offset_and_row_zero_points_within_one_lsb_of_exact() {
         let (m, n) = (3, 5);
-        let acc: Vec<i32> = (0..m * n).map(|i| (i as i32 * 7919) % 20011 - 10000).collect();
+        let acc: Vec<i32> = (0..m * n)
+            .map(|i| (i as i32 * 7919) % 20011 - 10000)
+            .collect();
         let offset = [100, -200, 0, 3, 5000];
         let b_zp = [0, 1, -3, 7, 0];
         let rows = [10, -20, 30];
         let mult = [0.01, 0.003, 0.02, 0.0005, 0.011];
         let mut out = vec![0u8; m * n];
-        requantize_u8_f32(&acc, m, n, n, &offset, Some((&b_zp, &rows)), &mult, 128, false, &mut out);
+        requantize_u8_f32(
+            &acc,
+            m,
+            n,
+            n,
+            &offset,
+            Some((&b_zp, &rows)),
+            &mult,
+            128,
+            false,
+            &mut out,
+        );
         for i in 0..m {
             for j in 0..n {
-                let exact = (acc[i * n + j] + offset[j] - b_zp[j] * rows[i]) as f64 * mult[j] as f64 + 128.0;
+                let exact = (acc[i * n + j] + offset[j] - b_zp[j] * rows[i]) as f64
+                    * mult[j] as f64
+                    + 128.0;
                 let want = exact.round().clamp(0.0, 255.0);
-                assert!((out[i * n + j] as f64 - want).abs() <= 1.0, "[{i},{j}] {} vs {want}", out[i * n + j]);
+                assert!(
+                    (out[i * n + j] as f64 - want).abs() <= 1.0,
+                    "[{i},{j}] {} vs {want}",
+                    out[i * n + j]
+                );
             }
         }
     }
