@@ -90,10 +90,14 @@ enum Command {
     },
     /// Show this CPU's features, the ISA the dispatcher would pick, and every kernel.
     Info,
+    /// Time GEMM kernels on given shapes: CSV with GOPS and the fraction of this core's peak.
+    Bench(harness::bench::BenchArgs),
     /// Write each dataset's calibration and evaluation split as NumPy files, for peer runtimes and notebooks.
-    #[command(long_about = "Write each dataset's calibration and evaluation split, exactly as `run` uses it \
+    #[command(
+        long_about = "Write each dataset's calibration and evaluation split, exactly as `run` uses it \
         (same seed, stratification and normalisation), to <out>/<dataset>/{calibration,evaluation}_f32.npy and \
-        {calibration,evaluation}_labels_i64.npy, so that another runtime can be measured on the same samples.")]
+        {calibration,evaluation}_labels_i64.npy, so that another runtime can be measured on the same samples."
+    )]
     ExportSplit {
         /// The suite file (default: the built-in quickstart suite).
         suite: Option<PathBuf>,
@@ -185,6 +189,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Bench(args) => harness::bench::run(&args),
         Command::Info => {
             println!("cpu:       {}", kernels::isa::cpu_model());
             println!("features:  {}", kernels::isa::cpu_features().join(" "));

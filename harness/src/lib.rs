@@ -1,6 +1,7 @@
 //! The quantization harness: suites, importers, the graph IR, executors, quantization, measurement, results
 //! and search. The `harness` binary (`main.rs`) is a thin CLI over this library.
 
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod exec;

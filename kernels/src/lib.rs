@@ -9,6 +9,7 @@
 //! always registered), `frame` (ISA-free helpers: requantization, zero-point compensation, im2col, quantize).
 
 pub mod error;
+pub mod formats;
 pub mod frame;
 pub mod generic;
 pub mod isa;
@@ -16,6 +17,8 @@ pub mod knobs;
 pub mod reference;
 pub mod registry;
 pub mod testing;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
 
 pub use error::KernelError;
 pub use isa::Isa;
@@ -72,4 +75,88 @@ pub trait GemmF32W8: Kernel {
         c: &mut [f32],
         ldc: usize,
     );
+}
+
+/// Dynamic int8 GEMM: f32 A quantized to u8 while packing (per-tensor scale and zero point computed from A's
+/// range, as ONNX DynamicQuantizeLinear: round half to even, range includes 0; see
+/// [`reference::gemm_f32_dyn_i8::dynamic_qparams`]), times prepacked s8 B with per-column scales (len 1 or n)
+/// and zero points, f32 C = dequantized result (+ bias, optional relu). Returns the activation
+/// `(scale, zero_point)` it used. `c` is overwritten.
+pub trait GemmF32DynI8: Kernel {
+    /// Packs row-major `b` (`k x n`).
+    fn pack_b(&self, b: &[i8], k: usize, n: usize) -> PackedB<i8>;
+    /// `a` is row-major with `lda >= k`; `c` row-major with `ldc >= n`; `bias`, if any, has `n` entries.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        m: usize,
+        a: &[f32],
+        lda: usize,
+        b: &PackedB<i8>,
+        b_scales: &[f32],
+        b_zero_points: &[i32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        c: &mut [f32],
+        ldc: usize,
+    ) -> (f32, i32);
+}
+
+/// BF16 GEMM: `C[m x n] (f32) = bf16(A) * bf16(B)`: both operands rounded to bf16 (nearest, ties to even; see
+/// [`formats::bf16`]), products and sums in `f32`. `c` is overwritten.
+pub trait GemmBf16: Kernel {
+    /// Rounds row-major `b` (`k x n`) to bf16 and packs it.
+    fn pack_b(&self, b: &[f32], k: usize, n: usize) -> PackedB<u16>;
+    /// `a` (f32, rounded to bf16 while packing or streaming) is row-major with `lda >= k`; `c` has `ldc >= n`.
+    fn gemm(&self, m: usize, a: &[f32], lda: usize, b: &PackedB<u16>, c: &mut [f32], ldc: usize);
+}
+
+/// FP16-weight GEMM: `C[m x n] = A[m x k] (f32) * B[k x n]`, B stored as IEEE binary16 bits (see
+/// [`formats::f16`]) and widened exactly to `f32` in registers; products and sums in `f32`. `c` is overwritten.
+pub trait GemmF16W: Kernel {
+    /// Packs row-major f16 bits `b` (`k x n`).
+    fn pack_b(&self, b: &[u16], k: usize, n: usize) -> PackedB<u16>;
+    fn gemm(&self, m: usize, a: &[f32], lda: usize, b: &PackedB<u16>, c: &mut [f32], ldc: usize);
+}
+
+/// Group-wise int4 weights packed by one [`GemmW4`] kernel: `k x n` logical shape; every layout (nibble order,
+/// where scales, zero points and precomputed sums live) is private to the kernel named in `kernel`.
+#[derive(Clone, Debug)]
+pub struct PackedW4 {
+    pub k: usize,
+    pub n: usize,
+    /// Rows of `k` sharing one scale and zero point per column (one of [`formats::int4::GROUPS`]).
+    pub group: usize,
+    /// Nibbles, two per byte.
+    pub data: Vec<u8>,
+    pub scales: Vec<f32>,
+    pub zero_points: Vec<u8>,
+    /// Kernel-specific precomputed terms (e.g. per-group column sums); may be empty.
+    pub sums: Vec<i32>,
+    /// Name of the kernel that packed it; a kernel refuses (panics on) another kernel's packing.
+    pub kernel: &'static str,
+}
+
+/// Weight-only int4 GEMM with group-wise scales and zero points: `C[m x n] = A (f32) * dequant(B)`, where
+/// `dequant(B)[p][j] = (q[p][j] - zp[g][j]) * scale[g][j]`, `g = p / group` (see [`formats::int4`]). `c` is
+/// overwritten by both entry points.
+pub trait GemmW4: Kernel {
+    /// Packs row-major nibble values `q` (`k x n`, each `0..=15`) with `ceil(k / group) x n` row-major `scales`
+    /// and `zero_points` (`0..=15`; symmetric quantization is all 8). `group` is 32, 64 or 128; `k` need not
+    /// be a multiple of it.
+    fn pack_b(
+        &self,
+        q: &[u8],
+        k: usize,
+        n: usize,
+        group: usize,
+        scales: &[f32],
+        zero_points: &[u8],
+    ) -> PackedW4;
+    /// `f32` activations times the dequantized weights, `f32` products and sums.
+    fn gemm(&self, m: usize, a: &[f32], lda: usize, b: &PackedW4, c: &mut [f32], ldc: usize);
+    /// Activations dynamically quantized per row to int8 ([`formats::int4::quantize_row_dyn_i8`]); exact integer
+    /// dot products per group, `C[i][j] = a_scale[i] * sum_g scale[g][j] * sum_{p in g} a_q[i][p] * (q[p][j] -
+    /// zp[g][j])`, with the group terms summed in `f32`.
+    fn gemm_dyn_i8(&self, m: usize, a: &[f32], lda: usize, b: &PackedW4, c: &mut [f32], ldc: usize);
 }

@@ -15,21 +15,95 @@ use crate::{GemmF32, GemmF32W8, GemmU8I8, Kernel, generic, reference};
 
 /// The kernels registered for [`GemmU8I8`], lowest ISA first.
 pub fn gemm_u8i8_kernels() -> &'static [&'static dyn GemmU8I8] {
-    static TABLE: [&dyn GemmU8I8; 2] = [&reference::SCALAR_GEMM_U8I8, &generic::GENERIC_GEMM_U8I8];
-    &TABLE
+    static TABLE: &[&dyn GemmU8I8] = &[
+        &reference::SCALAR_GEMM_U8I8,
+        &generic::GENERIC_GEMM_U8I8,
+        // Exact vpmaddwd on widened operands: ~160 GOPS one thread at 256x1024x1024 (DESIGN-int8-gemm.md).
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::avx2::AVX2_GEMM_U8I8,
+        // vpdpbusd 8x32: ~440 GOPS one thread at 256x1024x1024, 94 % of peak (DESIGN-int8-gemm.md).
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::avx512vnni::AVX512VNNI_GEMM_U8I8,
+    ];
+    TABLE
 }
 
 /// The kernels registered for [`GemmF32`], lowest ISA first.
 pub fn gemm_f32_kernels() -> &'static [&'static dyn GemmF32] {
-    static TABLE: [&dyn GemmF32; 2] = [&reference::SCALAR_GEMM_F32, &generic::GENERIC_GEMM_F32];
-    &TABLE
+    static TABLE: &[&dyn GemmF32] = &[
+        &reference::SCALAR_GEMM_F32,
+        &generic::GENERIC_GEMM_F32,
+        // 1 thread, Zen 4, 256x1024x1024: avx2 6x16 ymm 107 GFLOPS, 8x32 zmm 108.5 (AVX-512 F only, at the
+        // avx512vnni tier; 106-114 on the large shapes). DESIGN-float-gemm.md.
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::fma::gemm_f32::AVX2_GEMM_F32,
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::fma::gemm_f32::AVX512_GEMM_F32,
+    ];
+    TABLE
 }
 
 /// The kernels registered for [`GemmF32W8`], lowest ISA first.
 pub fn gemm_f32w8_kernels() -> &'static [&'static dyn GemmF32W8] {
-    static TABLE: [&dyn GemmF32W8; 2] =
-        [&reference::SCALAR_GEMM_F32W8, &generic::GENERIC_GEMM_F32W8];
-    &TABLE
+    static TABLE: &[&dyn GemmF32W8] = &[
+        &reference::SCALAR_GEMM_F32W8,
+        &generic::GENERIC_GEMM_F32W8,
+        // 8x32 zmm, int8 widened in registers (AVX-512 F at the avx512vnni tier): 88-95 GFLOPS on the large
+        // shapes against generic's 22 (DESIGN-float-gemm.md).
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::fma::gemm_f32w8::AVX512_GEMM_F32W8,
+    ];
+    TABLE
+}
+
+/// The kernels registered for [`GemmBf16`](crate::GemmBf16), lowest ISA first.
+pub fn gemm_bf16_kernels() -> &'static [&'static dyn crate::GemmBf16] {
+    static TABLE: &[&dyn crate::GemmBf16] = &[
+        &reference::gemm_bf16::SCALAR_GEMM_BF16,
+        &generic::gemm_bf16::GENERIC_GEMM_BF16,
+        // 8x32 on vdpbf16ps: 222 GFLOPS at 256x1024x1024, 2.0x the f32 kernel (DESIGN-float-gemm.md).
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::avx512bf16::gemm_bf16::AVX512BF16_GEMM_BF16,
+    ];
+    TABLE
+}
+
+/// The kernels registered for [`GemmF16W`](crate::GemmF16W), lowest ISA first.
+pub fn gemm_f16w_kernels() -> &'static [&'static dyn crate::GemmF16W] {
+    static TABLE: &[&dyn crate::GemmF16W] = &[
+        &reference::gemm_f16w::SCALAR_GEMM_F16W,
+        &generic::gemm_f16w::GENERIC_GEMM_F16W,
+        // 8x32 zmm, vcvtph2ps in registers (AVX-512 F at the avx512vnni tier): 91-100 GFLOPS on the large
+        // shapes (DESIGN-float-gemm.md).
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::fma::gemm_f16w::AVX512_GEMM_F16W,
+    ];
+    TABLE
+}
+
+/// The kernels registered for [`GemmW4`](crate::GemmW4), lowest ISA first.
+pub fn gemm_w4_kernels() -> &'static [&'static dyn crate::GemmW4] {
+    static TABLE: &[&dyn crate::GemmW4] = &[
+        &reference::gemm_w4::SCALAR_GEMM_W4,
+        &generic::gemm_w4::GENERIC_GEMM_W4,
+        // 8x16: gemm_dyn_i8 (int4 x int8 on vpdpbusd) 367 GOPS at 16x768x3072, 362 at 128x768x768; gemm
+        // (nibbles widened to f32, FMA) ~100 (DESIGN-float-gemm.md).
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::fma::gemm_w4::AVX512VNNI_GEMM_W4,
+    ];
+    TABLE
+}
+
+/// The kernels registered for [`GemmF32DynI8`](crate::GemmF32DynI8), lowest ISA first.
+pub fn gemm_f32_dyn_i8_kernels() -> &'static [&'static dyn crate::GemmF32DynI8] {
+    static TABLE: &[&dyn crate::GemmF32DynI8] = &[
+        &reference::gemm_f32_dyn_i8::SCALAR_GEMM_F32_DYN_I8,
+        &reference::gemm_f32_dyn_i8::GENERIC_GEMM_F32_DYN_I8,
+        // Quantization fused per row block into the 8x32 vpdpbusd tile (DESIGN-int8-gemm.md).
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::avx512vnni::AVX512VNNI_GEMM_F32_DYN_I8,
+    ];
+    TABLE
 }
 
 /// One kernel per op, chosen together by [`select`]. Result rows record [`KernelSet::describe`].
@@ -41,6 +115,10 @@ pub struct KernelSet {
     pub gemm_u8i8: &'static dyn GemmU8I8,
     pub gemm_f32: &'static dyn GemmF32,
     pub gemm_f32_w8: &'static dyn GemmF32W8,
+    pub gemm_bf16: &'static dyn crate::GemmBf16,
+    pub gemm_f16w: &'static dyn crate::GemmF16W,
+    pub gemm_w4: &'static dyn crate::GemmW4,
+    pub gemm_f32_dyn_i8: &'static dyn crate::GemmF32DynI8,
 }
 
 impl KernelSet {
@@ -76,6 +154,10 @@ pub fn select(requested: Option<Isa>) -> Result<KernelSet, KernelError> {
         gemm_u8i8: pick(gemm_u8i8_kernels(), isa),
         gemm_f32: pick(gemm_f32_kernels(), isa),
         gemm_f32_w8: pick(gemm_f32w8_kernels(), isa),
+        gemm_bf16: pick(gemm_bf16_kernels(), isa),
+        gemm_f16w: pick(gemm_f16w_kernels(), isa),
+        gemm_w4: pick(gemm_w4_kernels(), isa),
+        gemm_f32_dyn_i8: pick(gemm_f32_dyn_i8_kernels(), isa),
     })
 }
 
@@ -99,6 +181,10 @@ pub fn available_kernels() -> Vec<(&'static str, &'static str, Isa, bool)> {
     rows.extend(gemm_u8i8_kernels().iter().map(|k| row("gemm_u8i8", *k)));
     rows.extend(gemm_f32_kernels().iter().map(|k| row("gemm_f32", *k)));
     rows.extend(gemm_f32w8_kernels().iter().map(|k| row("gemm_f32w8", *k)));
+    rows.extend(gemm_bf16_kernels().iter().map(|k| row("gemm_bf16", *k)));
+    rows.extend(gemm_f16w_kernels().iter().map(|k| row("gemm_f16w", *k)));
+    rows.extend(gemm_w4_kernels().iter().map(|k| row("gemm_w4", *k)));
+    rows.extend(gemm_f32_dyn_i8_kernels().iter().map(|k| row("gemm_f32_dyn_i8", *k)));
     rows
 }
 

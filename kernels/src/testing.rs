@@ -60,6 +60,54 @@ pub mod tolerance {
     pub fn f32_conv_max_diff(max_abs: f32, k: usize) -> f32 {
         f32_gemm_max_diff(max_abs, k)
     }
+
+    /// RMS error of an f32 -> bf16 -> f32 round trip of normal values, relative to their RMS: rounding to
+    /// nearest errs by at most the unit roundoff `2^-8` relative per value (IEEE-style bound), hence in RMS too.
+    pub const BF16_ROUNDTRIP_RMSE_REL: f32 = crate::formats::bf16::UNIT_ROUNDOFF;
+
+    /// The same for f16 (normal range): unit roundoff `2^-11`.
+    pub const F16_ROUNDTRIP_RMSE_REL: f32 = crate::formats::f16::UNIT_ROUNDOFF;
+
+    /// A bf16 GEMM element against the `f64` dot of the unrounded operands, `abs_dot = sum |a| |b|`: each
+    /// product carries two bf16 roundings, `|a'b' - ab| <= (2u + u^2) |ab|` with `u = 2^-8`, plus the f32
+    /// summation budget.
+    pub fn bf16_gemm_vs_exact_max_diff(abs_dot: f32, k: usize) -> f32 {
+        let u = crate::formats::bf16::UNIT_ROUNDOFF;
+        (2.0 * u + u * u) * abs_dot + f32_gemm_max_diff(abs_dot, k)
+    }
+
+    /// An f16-weight GEMM element against the `f64` dot with the f32 weights before rounding: one f16 rounding
+    /// per product (normal-range weights, `u = 2^-11`), plus the f32 summation budget.
+    pub fn f16w_gemm_vs_exact_max_diff(abs_dot: f32, k: usize) -> f32 {
+        crate::formats::f16::UNIT_ROUNDOFF * abs_dot + f32_gemm_max_diff(abs_dot, k)
+    }
+
+    /// Steps of weight error an unclipped round-to-nearest int4 weight carries (half a step), with the ulps of
+    /// [`QUANT_ROUNDTRIP_ULPS`] on top in [`w4_gemm_vs_exact_max_diff`].
+    pub const W4_WEIGHT_STEPS: f32 = 0.5;
+
+    /// An int4-weight GEMM element against the `f64` dot with the unquantized weights: [`W4_WEIGHT_STEPS`]
+    /// times `abs_a_step` (the sum over `p` of `|a_p|` times the scale of `p`'s group), the round trip's ulps on
+    /// `abs_dot = sum |a| |w|`, and the f32 summation budget.
+    pub fn w4_gemm_vs_exact_max_diff(abs_a_step: f32, abs_dot: f32, k: usize) -> f32 {
+        W4_WEIGHT_STEPS * abs_a_step
+            + QUANT_ROUNDTRIP_ULPS * f32::EPSILON * abs_dot
+            + f32_gemm_max_diff(abs_dot, k)
+    }
+
+    /// The int8-activation path of an int4 GEMM against the `f64` dot with the dequantized weights: each
+    /// activation code is rounded to nearest (half a step of `row_scale = max|a| / 127`, plus a few ulps of
+    /// `max|a|` for the f32 scale arithmetic, as in [`quant_roundtrip_max_diff`]), times `abs_w = sum_p |w_p|`,
+    /// plus the f32 summation budget on `abs_dot = sum |a| |w|`.
+    pub fn w4_dyn_i8_vs_exact_max_diff(
+        row_scale: f32,
+        max_abs_a: f32,
+        abs_w: f32,
+        abs_dot: f32,
+        k: usize,
+    ) -> f32 {
+        quant_roundtrip_max_diff(row_scale, max_abs_a) * abs_w + f32_gemm_max_diff(abs_dot, k)
+    }
 }
 
 /// ruy's fixed test sizes: 1-10, around 16, 32 and 64.

@@ -11,7 +11,7 @@ use kernels::{GemmF32, GemmF32W8, GemmU8I8, Kernel};
 use proptest::prelude::*;
 
 /// Largest register tile registered (rows, columns): proptest shapes span three tiles of it.
-const TILE: (usize, usize) = (4, 16);
+const TILE: (usize, usize) = (8, 32);
 /// Extra leading-dimension padding, so kernels are tested with `lda > k` and `ldc > n`.
 const LD_PAD: usize = 3;
 /// Written into the `ldc` padding of C; a kernel must leave it untouched.

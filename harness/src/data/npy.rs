@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ndarray::Array2;
-use npyz::{DType, WriterBuilder, Endianness, NpyFile, NpyHeader, Order, TypeChar};
+use npyz::{DType, Endianness, NpyFile, NpyHeader, Order, TypeChar, WriterBuilder};
 
 use super::{DataError, RawData, read_maybe_gzip};
 
@@ -213,7 +213,11 @@ pub fn load_npy(features: &Path, labels: &Path) -> Result<RawData, DataError> {
 }
 
 /// Writes `data` (C order, `shape`) as a little-endian `.npy` file that NumPy reads with `np.load`.
-pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data: &[T]) -> Result<(), DataError> {
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[usize],
+    data: &[T],
+) -> Result<(), DataError> {
     let io = |source: std::io::Error| DataError::Io {
         path: path.to_path_buf(),
         source,

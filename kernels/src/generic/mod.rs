@@ -4,9 +4,12 @@
 //! [`crate::frame::gemm::drive`]'s. Ragged row tiles dispatch to const-generic instantiations of the tile
 //! function; ragged columns read the zero padding of the packed panel and are not stored.
 
+pub mod gemm_bf16;
+pub mod gemm_f16w;
 pub mod gemm_f32;
 pub mod gemm_f32w8;
 pub mod gemm_u8i8;
+pub mod gemm_w4;
 
 pub use gemm_f32::{GENERIC_GEMM_F32, GenericGemmF32};
 pub use gemm_f32w8::{GENERIC_GEMM_F32W8, GenericGemmF32W8};

@@ -2,9 +2,13 @@
 //! optimized kernel must reproduce. They serve twice: as the `scalar` ISA's kernels (so a run can be forced onto
 //! them) and as the reference every other kernel is tested against. Their packed B is a plain row-major copy.
 
+pub mod gemm_bf16;
+pub mod gemm_f16w;
 pub mod gemm_f32;
+pub mod gemm_f32_dyn_i8;
 pub mod gemm_f32w8;
 pub mod gemm_u8i8;
+pub mod gemm_w4;
 
 pub use gemm_f32::{SCALAR_GEMM_F32, ScalarGemmF32};
 pub use gemm_f32w8::{SCALAR_GEMM_F32W8, ScalarGemmF32W8};

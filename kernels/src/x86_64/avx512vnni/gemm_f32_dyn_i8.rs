@@ -1,0 +1,659 @@
+//! Dynamic int8 GEMM with AVX-512 VNNI: `f32` A is quantized to `u8` block by block inside the GEMM, and the
+//! zero-point compensation, dequantization, bias and relu run on the accumulators in registers, so C is written
+//! once, as `f32`. Results are bit-identical to [`reference::gemm_f32_dyn_i8`](crate::reference::gemm_f32_dyn_i8)
+//! for `k <= 33_025`.
+//!
+//! Passes over A:
+//! 1. min/max of the finite values (masked `vminps`/`vmaxps`, rows last to first so that the first rows are
+//!    still in L2 afterwards), giving `(scale, zero_point)` by [`dynamic_qparams`]: a per-tensor scale needs the
+//!    whole range before any value is quantized;
+//! 2. rows in blocks of [`MB`]: while the register tiles of block `b` run (bound by `vpdpbusd`), each k-group
+//!    iteration of the full-height tiles also quantizes one 16-value vector of block `b + 1` ([`QuantJob`]),
+//!    into the other of two `u8` buffers, whose rows are zero-padded to a multiple of 4 so tiles need no
+//!    ragged-depth path. Interleaved this way the quantization costs about 2.5 cycles per vector on top of the
+//!    GEMM instead of 5.6 in a separate pass (measured on the dev box, Zen 4).
+//!
+//! Quantization is exactly the reference's: `vdivps` (not a multiplication by the reciprocal), rounding to
+//! nearest even, `+ zero_point`, clamp to `[0, 255]`. A non-finite value converts to `i32::MIN`, which no finite
+//! value of A can reach (`|a / scale| <= 255`); a block holding one is requantized by the scalar
+//! [`quantize_u8`], the reference itself, as are the last `k % 16` values of each row.
+//!
+//! Epilogue per column `j` and row `i`: `acc - b_zp[j] * row_sum[i] + (k * zp * b_zp[j] - zp * col_sum[j])` in
+//! wrapping `i32` (equal to the reference's `i64`-then-saturate whenever the true value fits, i.e. `k <=
+//! 33_025`), then `as f32 * scale * b_scale[j] + bias[j]` as separate IEEE operations in the reference's order
+//! (no FMA), then `max(0, .)`. B's column sums are computed at packing time and stored after the panels.
+
+use core::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::gemm_u8i8::{GROUP_BYTES, MR, NR, NV, accumulate, column_mask};
+use crate::frame::gemm::{PAR_MIN_MACS, assert_a, assert_packed};
+use crate::frame::{col_sums_i8, quantize_u8};
+use crate::isa::Isa;
+use crate::reference::gemm_f32::assert_c;
+use crate::reference::gemm_f32_dyn_i8::{assert_bias, dynamic_qparams};
+use crate::reference::gemm_f32w8::assert_dequant_params;
+use crate::x86_64::avx2::pack::{pack_k4, packed_len_k4};
+use crate::{GemmF32DynI8, Kernel, PackedB};
+
+/// Rows of A quantized at a time: `MB x k` bytes (36 KiB at `k = 576`) stay in L1/L2 while every panel of B
+/// passes over them.
+pub const MB: usize = 8 * MR;
+
+/// The AVX-512 VNNI dynamic int8 GEMM.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Avx512VnniGemmF32DynI8;
+
+/// The registered instance.
+pub static AVX512VNNI_GEMM_F32_DYN_I8: Avx512VnniGemmF32DynI8 = Avx512VnniGemmF32DynI8;
+
+impl Kernel for Avx512VnniGemmF32DynI8 {
+    fn name(&self) -> &'static str {
+        "avx512vnni_gemm_f32_dyn_i8_8x32"
+    }
+
+    fn isa(&self) -> Isa {
+        Isa::Avx512Vnni
+    }
+}
+
+/// Per-column epilogue terms of one `gemm` call, padded to whole panels.
+struct Columns {
+    b_zp: Vec<i32>,
+    /// `k * zp * b_zp[j] - zp * col_sum[j]`, wrapping.
+    offset: Vec<i32>,
+    /// `b_scale[j]`.
+    scale: Vec<f32>,
+    /// `bias[j]`, or 0.
+    bias: Vec<f32>,
+    /// Whether every `b_zp` is 0 (the row-sum term vanishes).
+    no_b_zp: bool,
+}
+
+/// What the fused epilogue of every tile shares.
+struct Epilogue<'a> {
+    cols: &'a Columns,
+    a_scale: f32,
+    relu: bool,
+}
+
+impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
+    /// Packs B like [`super::Avx512VnniGemmU8I8`] (k-groups of 4, panels of 32 columns), followed by the `n`
+    /// column sums as little-endian `i32` bytes.
+    fn pack_b(&self, b: &[i8], k: usize, n: usize) -> PackedB<i8> {
+        let mut data: Vec<i8> = pack_k4(b, k, n, NR);
+        data.extend(
+            col_sums_i8(b, k, n)
+                .iter()
+                .flat_map(|s| s.to_le_bytes().map(|x| x as i8)),
+        );
+        PackedB {
+            k,
+            n,
+            data,
+            kernel: self.name(),
+        }
+    }
+
+    fn gemm(
+        &self,
+        m: usize,
+        a: &[f32],
+        lda: usize,
+        b: &PackedB<i8>,
+        b_scales: &[f32],
+        b_zero_points: &[i32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        c: &mut [f32],
+        ldc: usize,
+    ) -> (f32, i32) {
+        let name = self.name();
+        assert!(
+            self.isa().is_available(),
+            "{name}: this CPU lacks {}",
+            self.isa()
+        );
+        let (k, n) = (b.k, b.n);
+        let panels_len = packed_len_k4(k, n, NR);
+        assert_packed(name, b, panels_len + 4 * n);
+        assert_a(name, m, k, a, lda);
+        assert_dequant_params(name, n, b_scales.len(), b_zero_points.len());
+        assert_bias(name, n, bias);
+        assert_c(name, m, n, c.len(), ldc);
+
+        let threads = rayon::current_num_threads();
+        let parallel = threads > 1 && m.saturating_mul(n).saturating_mul(k.max(1)) >= PAR_MIN_MACS;
+        // SAFETY: the ISA was checked above; `assert_a` guarantees the rows.
+        let (lo, hi) = if parallel && m >= 2 * threads {
+            let rows = m.div_ceil(2 * threads);
+            (0..m.div_ceil(rows))
+                .into_par_iter()
+                .map(|t| {
+                    let r = t * rows..((t + 1) * rows).min(m);
+                    unsafe { min_max_rows(a, lda, r, k) }
+                })
+                .reduce(
+                    || (f32::INFINITY, f32::NEG_INFINITY),
+                    |x, y| (x.0.min(y.0), x.1.max(y.1)),
+                )
+        } else {
+            unsafe { min_max_rows(a, lda, 0..m, k) }
+        };
+        let (a_scale, a_zp) = if lo > hi {
+            dynamic_qparams(0.0, 0.0)
+        } else {
+            dynamic_qparams(lo, hi)
+        };
+        if m == 0 || n == 0 {
+            return (a_scale, a_zp);
+        }
+
+        let panels = n.div_ceil(NR);
+        let per_col = |values: &[i32], j: usize| values[if values.len() == 1 { 0 } else { j }];
+        let col_sum = |j: usize| {
+            let at = panels_len + 4 * j;
+            i32::from_le_bytes(std::array::from_fn(|x| b.data[at + x] as u8))
+        };
+        let padded = panels * NR;
+        let cols = Columns {
+            b_zp: (0..padded)
+                .map(|j| if j < n { per_col(b_zero_points, j) } else { 0 })
+                .collect(),
+            offset: (0..padded)
+                .map(|j| {
+                    if j >= n {
+                        return 0;
+                    }
+                    let b_zp = per_col(b_zero_points, j);
+                    (k as i32)
+                        .wrapping_mul(a_zp)
+                        .wrapping_mul(b_zp)
+                        .wrapping_sub(a_zp.wrapping_mul(col_sum(j)))
+                })
+                .collect(),
+            scale: (0..padded)
+                .map(|j| match (j < n, b_scales.len()) {
+                    (false, _) => 0.0,
+                    (true, 1) => b_scales[0],
+                    (true, _) => b_scales[j],
+                })
+                .collect(),
+            bias: (0..padded)
+                .map(|j| bias.filter(|_| j < n).map_or(0.0, |b| b[j]))
+                .collect(),
+            no_b_zp: b_zero_points.iter().all(|&z| z == 0),
+        };
+        let epi = Epilogue {
+            cols: &cols,
+            a_scale,
+            relu,
+        };
+        let kq = k.next_multiple_of(4);
+        let want_sums = !cols.no_b_zp;
+        let b_panels = &b.data[..panels_len];
+        let c = &mut c[..(m - 1) * ldc + n];
+
+        let run_rows = |r0: usize, rows: usize, c: &mut [f32]| {
+            let len = MB.min(rows) * kq;
+            let (mut cur, mut next) = (vec![0u8; len], vec![0u8; len]);
+            let (mut cur_sums, mut next_sums) = (vec![0i32; MB], vec![0i32; MB]);
+            // SAFETY (all `unsafe` below): the ISA was checked above.
+            let first = QuantJob::new(a, lda, k, r0..r0 + MB.min(rows), &mut cur, kq, a_scale, a_zp);
+            unsafe { first.finish(want_sums, &mut cur_sums) };
+            for ib in (0..rows).step_by(MB) {
+                let block = MB.min(rows - ib);
+                let next_rows = r0 + ib + block..r0 + (ib + block + MB).min(rows);
+                let mut quant = QuantJob::new(a, lda, k, next_rows, &mut next, kq, a_scale, a_zp);
+                let c_block = &mut c[ib * ldc..];
+                for panel in 0..panels {
+                    let j0 = panel * NR;
+                    let b_panel = &b_panels[panel * (kq / 4) * GROUP_BYTES..][..(kq / 4) * GROUP_BYTES];
+                    let t = TileAt {
+                        j0,
+                        cols: NR.min(n - j0),
+                        kq,
+                    };
+                    for i in (0..block).step_by(MR) {
+                        let c_tile = &mut c_block[i * ldc + j0..];
+                        let sums = &cur_sums[i..];
+                        // SAFETY: the ISA was checked above; rows `i .. i + MR.min(block - i)` of `cur` hold `kq`
+                        // bytes each, `b_panel` holds `kq / 4` k-groups, and `c_tile` holds those rows of
+                        // `t.cols` columns at stride `ldc` (it starts at row `ib + i`, column `j0` of C).
+                        unsafe {
+                            match MR.min(block - i) {
+                                8 if quant.left() >= kq / 4 && kq > 0 => tile_quantizing(
+                                    &cur, i, &t, b_panel, sums, &epi, c_tile, ldc, &mut quant,
+                                ),
+                                8 => tile::<8>(&cur, i, &t, b_panel, sums, &epi, c_tile, ldc),
+                                7 => tile::<7>(&cur, i, &t, b_panel, sums, &epi, c_tile, ldc),
+                                6 => tile::<6>(&cur, i, &t, b_panel, sums, &epi, c_tile, ldc),
+                                5 => tile::<5>(&cur, i, &t, b_panel, sums, &epi, c_tile, ldc),
+                                4 => tile::<4>(&cur, i, &t, b_panel, sums, &epi, c_tile, ldc),
+                                3 => tile::<3>(&cur, i, &t, b_panel, sums, &epi, c_tile, ldc),
+                                2 => tile::<2>(&cur, i, &t, b_panel, sums, &epi, c_tile, ldc),
+                                _ => tile::<1>(&cur, i, &t, b_panel, sums, &epi, c_tile, ldc),
+                            }
+                        }
+                    }
+                }
+                unsafe { quant.finish(want_sums, &mut next_sums) };
+                std::mem::swap(&mut cur, &mut next);
+                std::mem::swap(&mut cur_sums, &mut next_sums);
+            }
+        };
+        if parallel && m >= 2 * MR * threads {
+            let chunk_rows = m.div_ceil(4 * threads).next_multiple_of(MR);
+            c.par_chunks_mut(chunk_rows * ldc)
+                .enumerate()
+                .for_each(|(ci, cc)| {
+                    let r0 = ci * chunk_rows;
+                    run_rows(r0, chunk_rows.min(m - r0), cc);
+                });
+        } else {
+            run_rows(0, m, c);
+        }
+        (a_scale, a_zp)
+    }
+}
+
+/// Min and max of the finite values of rows `rows` (depth `k`, stride `lda`) of `a`; `(inf, -inf)` if none.
+/// Walks the rows last to first, so that the first rows, which the quantization pass reads next, are the ones
+/// left in L2.
+///
+/// # Safety
+/// AVX-512 F must be available; the rows must lie in `a`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn min_max_rows(a: &[f32], lda: usize, rows: std::ops::Range<usize>, k: usize) -> (f32, f32) {
+    debug_assert!(Isa::Avx512Vnni.is_available());
+    let zero = _mm512_setzero_ps();
+    let mut lo = [_mm512_set1_ps(f32::INFINITY); 4];
+    let mut hi = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
+    for i in rows.rev() {
+        let row = &a[i * lda..][..k];
+        let p = row.as_ptr();
+        let mut at = 0;
+        while at + 64 <= k {
+            for u in 0..4 {
+                // SAFETY: `at + 16 * u + 16 <= k` values are in the row.
+                let x = unsafe { _mm512_loadu_ps(p.add(at + 16 * u)) };
+                // `x - x` is 0 exactly for finite `x` (NaN for infinities and NaN).
+                let finite = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_sub_ps(x, x), zero);
+                lo[u] = _mm512_mask_min_ps(lo[u], finite, lo[u], x);
+                hi[u] = _mm512_mask_max_ps(hi[u], finite, hi[u], x);
+            }
+            at += 64;
+        }
+        while at < k {
+            let mask = column_mask(k - at, 0);
+            // SAFETY: lanes outside `mask` are not read (masked loads do not fault).
+            let x = unsafe { _mm512_maskz_loadu_ps(mask, p.add(at)) };
+            let finite = mask & _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_sub_ps(x, x), zero);
+            lo[0] = _mm512_mask_min_ps(lo[0], finite, lo[0], x);
+            hi[0] = _mm512_mask_max_ps(hi[0], finite, hi[0], x);
+            at += 16;
+        }
+    }
+    let lo = _mm512_min_ps(_mm512_min_ps(lo[0], lo[1]), _mm512_min_ps(lo[2], lo[3]));
+    let hi = _mm512_max_ps(_mm512_max_ps(hi[0], hi[1]), _mm512_max_ps(hi[2], hi[3]));
+    (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi))
+}
+
+/// Quantizes rows of A into a block buffer (rows of `kq` bytes) one 16-value vector at a time, so that the work
+/// can be spread through the k-loop of the previous block's tiles; [`QuantJob::finish`] does what is left.
+struct QuantJob<'a> {
+    a: &'a [f32],
+    lda: usize,
+    k: usize,
+    rows: std::ops::Range<usize>,
+    out: &'a mut [u8],
+    kq: usize,
+    scale: f32,
+    zero_point: i32,
+    /// Vectors in the job: `rows.len() * (k / 16)`.
+    total: usize,
+    at: Cursor,
+}
+
+/// Where a [`QuantJob`] stands; kept in registers by the loops that advance it.
+#[derive(Clone, Copy)]
+struct Cursor {
+    /// Vectors done so far, in row-major order.
+    done: usize,
+    /// Index in `a` and `out` of the next vector.
+    src: usize,
+    dst: usize,
+    /// Column of the next vector within its row.
+    col: usize,
+    /// Lanes that converted to `i32::MIN`: some value was not finite.
+    non_finite: u16,
+}
+
+impl<'a> QuantJob<'a> {
+    /// A job for rows `rows` of `a` (depth `k`, stride `lda`) into `out` (`rows.len()` rows of `kq >= k` bytes).
+    ///
+    /// # Panics
+    /// If the rows are not in `a` or `out` is too short.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        a: &'a [f32],
+        lda: usize,
+        k: usize,
+        rows: std::ops::Range<usize>,
+        out: &'a mut [u8],
+        kq: usize,
+        scale: f32,
+        zero_point: i32,
+    ) -> QuantJob<'a> {
+        assert!(kq >= k && out.len() >= rows.len() * kq);
+        if !rows.is_empty() {
+            assert!(a.len() >= (rows.end - 1) * lda + k);
+        }
+        QuantJob {
+            total: rows.len() * (k / 16),
+            at: Cursor {
+                done: 0,
+                src: rows.start * lda,
+                dst: 0,
+                col: 0,
+                non_finite: 0,
+            },
+            a,
+            lda,
+            k,
+            rows,
+            out,
+            kq,
+            scale,
+            zero_point,
+        }
+    }
+
+    /// Vectors not yet quantized.
+    fn left(&self) -> usize {
+        self.total - self.at.done
+    }
+
+    /// Quantizes the vector at `at` and advances it; `at.done < total`. Takes the job's fields apart so that
+    /// the caller's loop keeps them in registers.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL must be available; `at` must come from this job (so the vector lies in `a` and `out`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn step(at: &mut Cursor, a: *const f32, out: *mut u8, shape: (usize, usize, usize), q: (f32, i32)) {
+        let (k, lda, kq) = shape;
+        // SAFETY: the vector lies in its row of `a` (`col + 16 <= k`) and of `out` (`k <= kq`); `new` checked
+        // that every row is in bounds.
+        unsafe {
+            let v = _mm512_loadu_ps(a.add(at.src));
+            let code = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_div_ps(v, _mm512_set1_ps(q.0)),
+            );
+            at.non_finite |= _mm512_cmpeq_epi32_mask(code, _mm512_set1_epi32(i32::MIN));
+            let code = _mm512_add_epi32(code, _mm512_set1_epi32(q.1));
+            let code = _mm512_max_epi32(code, _mm512_setzero_si512());
+            _mm_storeu_si128(out.add(at.dst).cast(), _mm512_cvtusepi32_epi8(code));
+        }
+        // Next vector: 16 values on, or the start of the next row (written to compile to conditional moves).
+        at.done += 1;
+        let col = at.col + 16;
+        let wrap = col + 16 > k;
+        at.src += if wrap { lda - col + 16 } else { 16 };
+        at.dst += if wrap { kq - col + 16 } else { 16 };
+        at.col = if wrap { 0 } else { col };
+    }
+
+    /// Quantizes whatever is left, then the last `k % 16` values of each row (and, if any value was not
+    /// finite, the whole block again) with the scalar reference; writes each row's code sum into `sums` if
+    /// `want_sums`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL must be available.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn finish(self, want_sums: bool, sums: &mut [i32]) {
+        let mut at = self.at;
+        let (a, out) = (self.a.as_ptr(), self.out.as_mut_ptr());
+        while at.done < self.total {
+            // SAFETY: `at` is this job's cursor; same features.
+            unsafe {
+                QuantJob::step(
+                    &mut at,
+                    a,
+                    out,
+                    (self.k, self.lda, self.kq),
+                    (self.scale, self.zero_point),
+                )
+            };
+        }
+        let whole = if at.non_finite != 0 { 0 } else { 16 * (self.k / 16) };
+        for (r, i) in self.rows.clone().enumerate() {
+            let row = &self.a[i * self.lda..][..self.k];
+            let out = &mut self.out[r * self.kq..][..self.k];
+            quantize_u8(&row[whole..], self.scale, self.zero_point, &mut out[whole..]);
+            if want_sums {
+                sums[r] = out.iter().map(|&v| i32::from(v)).sum();
+            }
+        }
+    }
+}
+
+/// Where a tile sits in its row block: first column `j0` of C, valid columns, padded depth.
+struct TileAt {
+    j0: usize,
+    cols: usize,
+    kq: usize,
+}
+
+/// Checks the preconditions shared by [`tile`] and [`tile_quantizing`] (debug builds).
+fn debug_check(rows: usize, qa: &[u8], i: usize, t: &TileAt, b: &[i8], sums: &[i32], c: &[f32], ldc: usize) {
+    debug_assert!(Isa::Avx512Vnni.is_available());
+    debug_assert!(qa.len() >= (i + rows) * t.kq && b.len() >= t.kq / 4 * GROUP_BYTES);
+    debug_assert!(sums.len() >= rows && t.cols >= 1 && t.cols <= NR);
+    debug_assert!(c.len() >= (rows - 1) * ldc + t.cols);
+}
+
+/// One `R x NR` tile of a row block: VNNI accumulation over the padded depth, then the fused epilogue into C.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI must be available. Rows `i .. i + R` of `qa` (stride `t.kq`) must exist; `b` must hold
+/// the panel's `t.kq / 4` k-groups; `row_sums` must hold `R` values; `c` must hold `R` rows of `t.cols` elements
+/// at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile<const R: usize>(
+    qa: &[u8],
+    i: usize,
+    t: &TileAt,
+    b: &[i8],
+    row_sums: &[i32],
+    epi: &Epilogue<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    debug_check(R, qa, i, t, b, row_sums, c, ldc);
+    // SAFETY: by this function's contract.
+    unsafe {
+        let acc = accumulate::<R>(qa, t.kq, i, 0, t.kq, b);
+        epilogue::<R>(acc, t, row_sums, epi, c, ldc);
+    }
+}
+
+/// A full-height ([`MR`]-row) [`tile`] whose k-loop also quantizes one vector of the next block per k-group
+/// (`t.kq / 4` vectors; the job must have that many left), in the shadow of the `vpdpbusd` chains.
+///
+/// # Safety
+/// As [`tile`] with `R = MR`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_quantizing(
+    qa: &[u8],
+    i: usize,
+    t: &TileAt,
+    b: &[i8],
+    row_sums: &[i32],
+    epi: &Epilogue<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    job: &mut QuantJob<'_>,
+) {
+    debug_check(MR, qa, i, t, b, row_sums, c, ldc);
+    let groups = t.kq / 4;
+    assert!(job.left() >= groups);
+    let mut at = job.at;
+    let (src, dst) = (job.a.as_ptr(), job.out.as_mut_ptr());
+    let (shape, q) = ((job.k, job.lda, job.kq), (job.scale, job.zero_point));
+    let mut acc = [[_mm512_setzero_si512(); NV]; MR];
+    let a0 = qa[i * t.kq..].as_ptr();
+    let bp = b.as_ptr();
+    for g in 0..groups {
+        // SAFETY: group `g` is in the panel and depths `4g .. 4g + 4` in every row (`kq` is a multiple of 4);
+        // `at` is the job's cursor, with at least `groups - g` vectors to go.
+        unsafe {
+            QuantJob::step(&mut at, src, dst, shape, q);
+            let b0 = _mm512_loadu_si512(bp.add(g * GROUP_BYTES).cast());
+            let b1 = _mm512_loadu_si512(bp.add(g * GROUP_BYTES + 64).cast());
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_epi32(a0.add(r * t.kq + 4 * g).cast::<i32>().read_unaligned());
+                acc_r[0] = _mm512_dpbusd_epi32(acc_r[0], av, b0);
+                acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], av, b1);
+            }
+        }
+    }
+    job.at = at;
+    // SAFETY: by this function's contract.
+    unsafe { epilogue::<MR>(acc, t, row_sums, epi, c, ldc) };
+}
+
+/// Compensation, dequantization, bias and relu of `R x NR` accumulators, stored into C through lane masks.
+///
+/// # Safety
+/// AVX-512 F must be available; `row_sums` must hold `R` values and `c` `R` rows of `t.cols` elements at stride
+/// `ldc`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn epilogue<const R: usize>(
+    acc: [[__m512i; NV]; R],
+    t: &TileAt,
+    row_sums: &[i32],
+    epi: &Epilogue<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    let cols = epi.cols;
+    let a_scale = _mm512_set1_ps(epi.a_scale);
+    let zero = _mm512_setzero_ps();
+    for v in 0..NV {
+        let mask = column_mask(t.cols, v);
+        if mask == 0 {
+            break;
+        }
+        let j = t.j0 + 16 * v;
+        // SAFETY: the per-column vectors are padded to whole panels, so `j + 16` is in bounds.
+        let (b_zp, offset, scale, bias) = unsafe {
+            (
+                _mm512_loadu_si512(cols.b_zp[j..j + 16].as_ptr().cast()),
+                _mm512_loadu_si512(cols.offset[j..j + 16].as_ptr().cast()),
+                _mm512_loadu_ps(cols.scale[j..j + 16].as_ptr()),
+                _mm512_loadu_ps(cols.bias[j..j + 16].as_ptr()),
+            )
+        };
+        for (r, acc_r) in acc.iter().enumerate() {
+            let mut x = _mm512_add_epi32(acc_r[v], offset);
+            if !cols.no_b_zp {
+                let rs = _mm512_set1_epi32(row_sums[r]);
+                x = _mm512_sub_epi32(x, _mm512_mullo_epi32(b_zp, rs));
+            }
+            // `as f32` rounds to nearest even; then the reference's order, without fusing.
+            let f = _mm512_mul_ps(_mm512_cvt_roundepi32_ps::<NEAREST>(x), a_scale);
+            let mut f = _mm512_add_ps(_mm512_mul_ps(f, scale), bias);
+            if epi.relu {
+                f = _mm512_max_ps(f, zero);
+            }
+            // SAFETY: lanes outside `mask` are not written; the valid ones lie in row `r` of `c`.
+            unsafe { _mm512_mask_storeu_ps(c.as_mut_ptr().add(r * ldc + 16 * v), mask, f) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::gemm_f32_dyn_i8::SCALAR_GEMM_F32_DYN_I8;
+
+    #[test]
+    fn quant_job_equals_the_reference_quantization() {
+        if !Isa::Avx512Vnni.is_available() {
+            eprintln!("skip: this CPU lacks avx512vnni");
+            return;
+        }
+        let mut rng = crate::testing::Rng::new(11);
+        let (scale, zp) = dynamic_qparams(-1.0, 3.0);
+        // Values exactly halfway between two codes and their neighbours, random values, and (in the last
+        // case) non-finite ones; row lengths around the vector width.
+        for (k, non_finite) in [(1usize, false), (16, false), (33, false), (64, false), (70, true)] {
+            let (rows, lda, kq) = (5, k + 2, k.next_multiple_of(4));
+            let a: Vec<f32> = (0..rows * lda)
+                .map(|i| match i % 7 {
+                    0 => ((i % 300) as f32 - zp as f32 + 0.5) * scale,
+                    1 => f32::from_bits((((i % 300) as f32 + 0.5) * scale).to_bits() + 1),
+                    2 if non_finite && i % 3 == 0 => f32::NAN,
+                    3 if non_finite => f32::NEG_INFINITY,
+                    _ => rng.f32_unit() * 2.0 + 1.0,
+                })
+                .collect();
+            let mut out = vec![0u8; rows * kq];
+            let mut sums = vec![0; rows];
+            let job = QuantJob::new(&a, lda, k, 1..rows, &mut out, kq, scale, zp);
+            unsafe { job.finish(true, &mut sums) };
+            for r in 0..rows - 1 {
+                let mut want = vec![0u8; k];
+                quantize_u8(&a[(r + 1) * lda..][..k], scale, zp, &mut want);
+                assert_eq!(&out[r * kq..r * kq + k], &want[..], "k {k} row {r}");
+                assert!(out[r * kq + k..(r + 1) * kq].iter().all(|&v| v == 0));
+                assert_eq!(sums[r], want.iter().map(|&v| i32::from(v)).sum::<i32>());
+            }
+        }
+    }
+
+    #[test]
+    fn bit_identical_to_the_reference() {
+        if !Isa::Avx512Vnni.is_available() {
+            eprintln!("skip: this CPU lacks avx512vnni");
+            return;
+        }
+        let mut rng = crate::testing::Rng::new(5);
+        let kern = &AVX512VNNI_GEMM_F32_DYN_I8;
+        for (m, k, n) in [(1, 1, 1), (9, 70, 33), (17, 3, 64), (1, 769, 40), (70, 130, 5), (3, 0, 7)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.f32_unit() * 3.0 + 0.7).collect();
+            let b = rng.i8s(k * n);
+            let scales: Vec<f32> = (0..n).map(|j| 0.01 + j as f32 * 1e-3).collect();
+            let zps: Vec<i32> = (0..n).map(|j| (j as i32 * 37) % 256 - 128).collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1 - 1.0).collect();
+            for (per_channel, with_bias, relu) in [(true, true, true), (false, false, false)] {
+                let (s, z) = if per_channel { (&scales[..], &zps[..]) } else { (&scales[..1], &zps[..1]) };
+                let bias = with_bias.then_some(&bias[..]);
+                let mut want = vec![0f32; m * n];
+                let mut got = vec![0f32; m * n];
+                let rp = SCALAR_GEMM_F32_DYN_I8.gemm(
+                    m,
+                    &a,
+                    k,
+                    &SCALAR_GEMM_F32_DYN_I8.pack_b(&b, k, n),
+                    s,
+                    z,
+                    bias,
+                    relu,
+                    &mut want,
+                    n,
+                );
+                let gp = kern.gemm(m, &a, k, &kern.pack_b(&b, k, n), s, z, bias, relu, &mut got, n);
+                assert_eq!(rp, gp, "{m}x{k}x{n}");
+                crate::testing::compare_exact(&want, &got, m, n)
+                    .unwrap_or_else(|e| panic!("{m}x{k}x{n}: {e}"));
+            }
+        }
+    }
+}
