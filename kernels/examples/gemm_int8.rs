@@ -28,7 +28,8 @@ fn time(mut f: impl FnMut()) -> (Duration, Duration) {
     f();
     let start = Instant::now();
     let mut times = Vec::new();
-    while times.len() < 9 || (start.elapsed() < Duration::from_millis(300) && times.len() < 20_000) {
+    while times.len() < 9 || (start.elapsed() < Duration::from_millis(300) && times.len() < 20_000)
+    {
         let t = Instant::now();
         f();
         times.push(t.elapsed());
@@ -110,7 +111,18 @@ fn main() {
             for (threads, pool) in &pools {
                 let t = pool.install(|| {
                     time(|| {
-                        kern.gemm(m, &af, k, &packed, &scales, &zps, Some(&bias), true, &mut cf, n);
+                        kern.gemm(
+                            m,
+                            &af,
+                            k,
+                            &packed,
+                            &scales,
+                            &zps,
+                            Some(&bias),
+                            true,
+                            &mut cf,
+                            n,
+                        );
                     })
                 });
                 print_row(kern.name(), shape, *threads, t, &mut single);

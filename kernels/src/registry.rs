@@ -48,8 +48,10 @@ pub fn gemm_f32w8_kernels() -> &'static [&'static dyn GemmF32W8] {
     static TABLE: &[&dyn GemmF32W8] = &[
         &reference::SCALAR_GEMM_F32W8,
         &generic::GENERIC_GEMM_F32W8,
-        // 8x32 zmm, int8 widened in registers (AVX-512 F at the avx512vnni tier): 88-95 GFLOPS on the large
-        // shapes against generic's 22 (DESIGN-float-gemm.md).
+        // avx2 6x16 ymm and 8x32 zmm (AVX-512 F at the avx512vnni tier), int8 widened in registers: 88-95
+        // GFLOPS on the large shapes for zmm against generic's 22 (DESIGN-float-gemm.md).
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::fma::gemm_f32w8::AVX2_GEMM_F32W8,
         #[cfg(target_arch = "x86_64")]
         &crate::x86_64::fma::gemm_f32w8::AVX512_GEMM_F32W8,
     ];
@@ -184,7 +186,11 @@ pub fn available_kernels() -> Vec<(&'static str, &'static str, Isa, bool)> {
     rows.extend(gemm_bf16_kernels().iter().map(|k| row("gemm_bf16", *k)));
     rows.extend(gemm_f16w_kernels().iter().map(|k| row("gemm_f16w", *k)));
     rows.extend(gemm_w4_kernels().iter().map(|k| row("gemm_w4", *k)));
-    rows.extend(gemm_f32_dyn_i8_kernels().iter().map(|k| row("gemm_f32_dyn_i8", *k)));
+    rows.extend(
+        gemm_f32_dyn_i8_kernels()
+            .iter()
+            .map(|k| row("gemm_f32_dyn_i8", *k)),
+    );
     rows
 }
 

@@ -7,12 +7,12 @@
 //! (ONNX DynamicQuantizeLinear, `f32` division, ties to even), the integer products are exact, and the float
 //! epilogue is specified as separate IEEE operations in one order (`acc * scale * b_scale + bias`).
 
+use kernels::GemmF32DynI8;
 use kernels::reference::gemm_f32_dyn_i8::{
     SCALAR_GEMM_F32_DYN_I8, dynamic_qparams, dynamic_qparams_of,
 };
 use kernels::registry::gemm_f32_dyn_i8_kernels;
 use kernels::testing::{DEEP_K, RUY_SIZES, Rng, compare_exact};
-use kernels::GemmF32DynI8;
 use proptest::prelude::*;
 
 /// Largest register tile registered (rows, columns): proptest shapes span three tiles of it.
@@ -94,7 +94,12 @@ fn run(
 }
 
 /// Every supported kernel against the reference on one problem: same parameters, bit-identical C.
-fn check(shape @ (m, k, n): (usize, usize, usize), a: &[f32], b: &[i8], p: &Params) -> Result<(), String> {
+fn check(
+    shape @ (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    b: &[i8],
+    p: &Params,
+) -> Result<(), String> {
     let (want, want_params) = run(&SCALAR_GEMM_F32_DYN_I8, shape, a, b, p);
     assert_eq!(want_params, dynamic_qparams_of(a, m, k, k));
     for kern in gemm_f32_dyn_i8_kernels().iter().filter(|k| supported(**k)) {
@@ -118,7 +123,13 @@ fn check_random(shape @ (m, k, n): (usize, usize, usize), seed: u64) {
     let offset = rng.f32_unit() * 2.0;
     let a: Vec<f32> = (0..m * k).map(|_| rng.f32_unit() * 3.0 + offset).collect();
     let b = rng.i8s(k * n);
-    let p = Params::random(&mut rng, n, seed.is_multiple_of(2), !seed.is_multiple_of(3), seed % 4 == 1);
+    let p = Params::random(
+        &mut rng,
+        n,
+        seed.is_multiple_of(2),
+        !seed.is_multiple_of(3),
+        seed % 4 == 1,
+    );
     check(shape, &a, &b, &p).unwrap();
 }
 
@@ -193,14 +204,33 @@ fn adversarial_activations() {
     let cases: Vec<(&str, Vec<f32>)> = vec![
         ("all zeros", vec![0.0; m * k]),
         ("constant positive", vec![0.75; m * k]),
-        ("all negative", (0..m * k).map(|i| -1.0 - (i % 7) as f32).collect()),
-        ("huge range", (0..m * k).map(|i| if i % 2 == 0 { 3e37 } else { -1e37 }).collect()),
+        (
+            "all negative",
+            (0..m * k).map(|i| -1.0 - (i % 7) as f32).collect(),
+        ),
+        (
+            "huge range",
+            (0..m * k)
+                .map(|i| if i % 2 == 0 { 3e37 } else { -1e37 })
+                .collect(),
+        ),
         // `hi - lo` overflows to infinity: scale infinite, reciprocal 0; the exact (scalar) path takes over.
-        ("overflowing range", (0..m * k).map(|i| if i % 2 == 0 { 3e38 } else { -3e38 }).collect()),
+        (
+            "overflowing range",
+            (0..m * k)
+                .map(|i| if i % 2 == 0 { 3e38 } else { -3e38 })
+                .collect(),
+        ),
         // Subnormal scale with a normal reciprocal: the fast path must still agree.
-        ("small range", (0..m * k).map(|i| (i % 5) as f32 * 1e-36).collect()),
+        (
+            "small range",
+            (0..m * k).map(|i| (i % 5) as f32 * 1e-36).collect(),
+        ),
         // The scale rounds to 0 (0 / 0 quantizes to the zero point): the exact path again.
-        ("tiny range", (0..m * k).map(|i| (i % 5) as f32 * 1e-44).collect()),
+        (
+            "tiny range",
+            (0..m * k).map(|i| (i % 5) as f32 * 1e-44).collect(),
+        ),
         (
             "non-finite values",
             (0..m * k)
@@ -222,7 +252,11 @@ fn adversarial_activations() {
                     1 => 3.0,
                     _ => {
                         let x = ((i % 200) as f32 - zp as f32 + 0.5) * scale;
-                        if i % 2 == 0 { x } else { f32::from_bits(x.to_bits() + 1) }
+                        if i % 2 == 0 {
+                            x
+                        } else {
+                            f32::from_bits(x.to_bits() + 1)
+                        }
                     }
                 })
                 .collect(),
@@ -236,7 +270,9 @@ fn adversarial_activations() {
 #[test]
 fn int8_extreme_weights_and_zero_points() {
     let (m, k, n) = (5, 300, 7);
-    let a: Vec<f32> = (0..m * k).map(|i| if i % 2 == 0 { 4.0 } else { -0.5 }).collect();
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| if i % 2 == 0 { 4.0 } else { -0.5 })
+        .collect();
     for (bv, b_zp) in [(-128i8, 127), (127, -128), (-128, -128), (127, 0)] {
         let p = Params {
             scales: vec![0.01],

@@ -49,7 +49,11 @@ pub fn dynamic_qparams_of(a: &[f32], m: usize, k: usize, lda: usize) -> (f32, i3
 /// Panics unless `bias` (if any) covers the `n` columns; shared with the SIMD kernels.
 pub(crate) fn assert_bias(kernel: &str, n: usize, bias: Option<&[f32]>) {
     if let Some(b) = bias {
-        assert!(b.len() >= n, "{kernel}: bias has {} entries, n = {n}", b.len());
+        assert!(
+            b.len() >= n,
+            "{kernel}: bias has {} entries, n = {n}",
+            b.len()
+        );
     }
 }
 
@@ -179,12 +183,25 @@ mod tests {
         codes[0] = 0;
         codes[1] = 255;
         let a: Vec<f32> = codes.iter().map(|&q| (q - zp) as f32 * scale).collect();
-        let b: Vec<i8> = (0..k * n).map(|x| (x as i32 * 29 % 256 - 128) as i8).collect();
+        let b: Vec<i8> = (0..k * n)
+            .map(|x| (x as i32 * 29 % 256 - 128) as i8)
+            .collect();
         let bias = [1.0, 2.0, 3.0, 4.0];
         let kern = &SCALAR_GEMM_F32_DYN_I8;
         let mut c = vec![0f32; m * n];
         let packed = kern.pack_b(&b, k, n);
-        let params = kern.gemm(m, &a, k, &packed, &[0.5], &[3], Some(&bias), false, &mut c, n);
+        let params = kern.gemm(
+            m,
+            &a,
+            k,
+            &packed,
+            &[0.5],
+            &[3],
+            Some(&bias),
+            false,
+            &mut c,
+            n,
+        );
         assert_eq!(params, (scale, zp));
         let want: Vec<f32> = (0..m * n)
             .map(|x| {

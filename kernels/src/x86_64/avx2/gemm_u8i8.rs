@@ -150,7 +150,9 @@ unsafe fn tile<const R: usize>(
     let groups = t.kc.div_ceil(4);
     let subs = t.cols.div_ceil(SUB);
     debug_assert!(Isa::Avx2.is_available());
-    debug_assert!(t.rows == R && t.cols >= 1 && t.cols <= NR && t.p0.is_multiple_of(4) && t.kc <= KC);
+    debug_assert!(
+        t.rows == R && t.cols >= 1 && t.cols <= NR && t.p0.is_multiple_of(4) && t.kc <= KC
+    );
     debug_assert!(a.len() >= (t.i0 + R - 1) * lda + t.p0 + t.kc);
     debug_assert!(b.data.len() >= (subs - 1) * b.stride + b.offset + 2 * groups * GROUP_ELEMS);
     debug_assert!(c.len() >= (R - 1) * ldc + t.cols);
@@ -191,7 +193,8 @@ unsafe fn tile<const R: usize>(
                 let b0 = _mm256_loadu_si256(bp.add(g * GROUP_ELEMS).cast());
                 let b1 = _mm256_loadu_si256(bp.add(g * GROUP_ELEMS + 16).cast());
                 for (r, acc_r) in acc.iter_mut().enumerate() {
-                    let av = _mm256_set1_epi64x(wp.add(r * KC + 4 * g).cast::<i64>().read_unaligned());
+                    let av =
+                        _mm256_set1_epi64x(wp.add(r * KC + 4 * g).cast::<i64>().read_unaligned());
                     acc_r[0] = _mm256_add_epi32(acc_r[0], _mm256_madd_epi16(av, b0));
                     acc_r[1] = _mm256_add_epi32(acc_r[1], _mm256_madd_epi16(av, b1));
                 }

@@ -10,13 +10,15 @@
 //! 2. rows in blocks of [`MB`]: while the register tiles of block `b` run (bound by `vpdpbusd`), each k-group
 //!    iteration of the full-height tiles also quantizes one 16-value vector of block `b + 1` ([`QuantJob`]),
 //!    into the other of two `u8` buffers, whose rows are zero-padded to a multiple of 4 so tiles need no
-//!    ragged-depth path. Interleaved this way the quantization costs about 2.5 cycles per vector on top of the
-//!    GEMM instead of 5.6 in a separate pass (measured on the dev box, Zen 4).
+//!    ragged-depth path. Interleaved this way a vector costs about 2.2 cycles on top of the GEMM's 16 per
+//!    k-group, against 5.6 in a separate pass (Zen 4 dev box: microbenchmark, and 3136x576x64 end to end).
+//!    Blocks that are too short to interleave (the first one, the last rows) are quantized in one go.
 //!
-//! Quantization is exactly the reference's: `vdivps` (not a multiplication by the reciprocal), rounding to
-//! nearest even, `+ zero_point`, clamp to `[0, 255]`. A non-finite value converts to `i32::MIN`, which no finite
-//! value of A can reach (`|a / scale| <= 255`); a block holding one is requantized by the scalar
-//! [`quantize_u8`], the reference itself, as are the last `k % 16` values of each row.
+//! Quantization is exactly the reference's: `vdivps` (not a multiplication by the reciprocal, whose rounding
+//! differs near half-integers), rounding to nearest even, `+ zero_point`, clamp to `[0, 255]`. A non-finite
+//! value converts to `i32::MIN`, which finite values cannot reach (their quotients are at most 255, or a few
+//! times that when the scale is subnormal); a block holding one is requantized by the scalar [`quantize_u8`],
+//! the reference itself, as are the last `k % 16` values of each row.
 //!
 //! Epilogue per column `j` and row `i`: `acc - b_zp[j] * row_sum[i] + (k * zp * b_zp[j] - zp * col_sum[j])` in
 //! wrapping `i32` (equal to the reference's `i64`-then-saturate whenever the true value fits, i.e. `k <=
@@ -200,7 +202,16 @@ impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
             let (mut cur, mut next) = (vec![0u8; len], vec![0u8; len]);
             let (mut cur_sums, mut next_sums) = (vec![0i32; MB], vec![0i32; MB]);
             // SAFETY (all `unsafe` below): the ISA was checked above.
-            let first = QuantJob::new(a, lda, k, r0..r0 + MB.min(rows), &mut cur, kq, a_scale, a_zp);
+            let first = QuantJob::new(
+                a,
+                lda,
+                k,
+                r0..r0 + MB.min(rows),
+                &mut cur,
+                kq,
+                a_scale,
+                a_zp,
+            );
             unsafe { first.finish(want_sums, &mut cur_sums) };
             for ib in (0..rows).step_by(MB) {
                 let block = MB.min(rows - ib);
@@ -209,7 +220,8 @@ impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
                 let c_block = &mut c[ib * ldc..];
                 for panel in 0..panels {
                     let j0 = panel * NR;
-                    let b_panel = &b_panels[panel * (kq / 4) * GROUP_BYTES..][..(kq / 4) * GROUP_BYTES];
+                    let b_panel =
+                        &b_panels[panel * (kq / 4) * GROUP_BYTES..][..(kq / 4) * GROUP_BYTES];
                     let t = TileAt {
                         j0,
                         cols: NR.min(n - j0),
@@ -265,7 +277,12 @@ impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
 /// # Safety
 /// AVX-512 F must be available; the rows must lie in `a`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn min_max_rows(a: &[f32], lda: usize, rows: std::ops::Range<usize>, k: usize) -> (f32, f32) {
+unsafe fn min_max_rows(
+    a: &[f32],
+    lda: usize,
+    rows: std::ops::Range<usize>,
+    k: usize,
+) -> (f32, f32) {
     debug_assert!(Isa::Avx512Vnni.is_available());
     let zero = _mm512_setzero_ps();
     let mut lo = [_mm512_set1_ps(f32::INFINITY); 4];
@@ -382,7 +399,13 @@ impl<'a> QuantJob<'a> {
     /// AVX-512 F/BW/VL must be available; `at` must come from this job (so the vector lies in `a` and `out`).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn step(at: &mut Cursor, a: *const f32, out: *mut u8, shape: (usize, usize, usize), q: (f32, i32)) {
+    unsafe fn step(
+        at: &mut Cursor,
+        a: *const f32,
+        out: *mut u8,
+        shape: (usize, usize, usize),
+        q: (f32, i32),
+    ) {
         let (k, lda, kq) = shape;
         // SAFETY: the vector lies in its row of `a` (`col + 16 <= k`) and of `out` (`k <= kq`); `new` checked
         // that every row is in bounds.
@@ -427,11 +450,20 @@ impl<'a> QuantJob<'a> {
                 )
             };
         }
-        let whole = if at.non_finite != 0 { 0 } else { 16 * (self.k / 16) };
+        let whole = if at.non_finite != 0 {
+            0
+        } else {
+            16 * (self.k / 16)
+        };
         for (r, i) in self.rows.clone().enumerate() {
             let row = &self.a[i * self.lda..][..self.k];
             let out = &mut self.out[r * self.kq..][..self.k];
-            quantize_u8(&row[whole..], self.scale, self.zero_point, &mut out[whole..]);
+            quantize_u8(
+                &row[whole..],
+                self.scale,
+                self.zero_point,
+                &mut out[whole..],
+            );
             if want_sums {
                 sums[r] = out.iter().map(|&v| i32::from(v)).sum();
             }
@@ -447,7 +479,17 @@ struct TileAt {
 }
 
 /// Checks the preconditions shared by [`tile`] and [`tile_quantizing`] (debug builds).
-fn debug_check(rows: usize, qa: &[u8], i: usize, t: &TileAt, b: &[i8], sums: &[i32], c: &[f32], ldc: usize) {
+#[allow(clippy::too_many_arguments)]
+fn debug_check(
+    rows: usize,
+    qa: &[u8],
+    i: usize,
+    t: &TileAt,
+    b: &[i8],
+    sums: &[i32],
+    c: &[f32],
+    ldc: usize,
+) {
     debug_assert!(Isa::Avx512Vnni.is_available());
     debug_assert!(qa.len() >= (i + rows) * t.kq && b.len() >= t.kq / 4 * GROUP_BYTES);
     debug_assert!(sums.len() >= rows && t.cols >= 1 && t.cols <= NR);
@@ -593,7 +635,13 @@ mod tests {
         let (scale, zp) = dynamic_qparams(-1.0, 3.0);
         // Values exactly halfway between two codes and their neighbours, random values, and (in the last
         // case) non-finite ones; row lengths around the vector width.
-        for (k, non_finite) in [(1usize, false), (16, false), (33, false), (64, false), (70, true)] {
+        for (k, non_finite) in [
+            (1usize, false),
+            (16, false),
+            (33, false),
+            (64, false),
+            (70, true),
+        ] {
             let (rows, lda, kq) = (5, k + 2, k.next_multiple_of(4));
             let a: Vec<f32> = (0..rows * lda)
                 .map(|i| match i % 7 {
@@ -626,14 +674,25 @@ mod tests {
         }
         let mut rng = crate::testing::Rng::new(5);
         let kern = &AVX512VNNI_GEMM_F32_DYN_I8;
-        for (m, k, n) in [(1, 1, 1), (9, 70, 33), (17, 3, 64), (1, 769, 40), (70, 130, 5), (3, 0, 7)] {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (9, 70, 33),
+            (17, 3, 64),
+            (1, 769, 40),
+            (70, 130, 5),
+            (3, 0, 7),
+        ] {
             let a: Vec<f32> = (0..m * k).map(|_| rng.f32_unit() * 3.0 + 0.7).collect();
             let b = rng.i8s(k * n);
             let scales: Vec<f32> = (0..n).map(|j| 0.01 + j as f32 * 1e-3).collect();
             let zps: Vec<i32> = (0..n).map(|j| (j as i32 * 37) % 256 - 128).collect();
             let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1 - 1.0).collect();
             for (per_channel, with_bias, relu) in [(true, true, true), (false, false, false)] {
-                let (s, z) = if per_channel { (&scales[..], &zps[..]) } else { (&scales[..1], &zps[..1]) };
+                let (s, z) = if per_channel {
+                    (&scales[..], &zps[..])
+                } else {
+                    (&scales[..1], &zps[..1])
+                };
                 let bias = with_bias.then_some(&bias[..]);
                 let mut want = vec![0f32; m * n];
                 let mut got = vec![0f32; m * n];
@@ -649,7 +708,18 @@ mod tests {
                     &mut want,
                     n,
                 );
-                let gp = kern.gemm(m, &a, k, &kern.pack_b(&b, k, n), s, z, bias, relu, &mut got, n);
+                let gp = kern.gemm(
+                    m,
+                    &a,
+                    k,
+                    &kern.pack_b(&b, k, n),
+                    s,
+                    z,
+                    bias,
+                    relu,
+                    &mut got,
+                    n,
+                );
                 assert_eq!(rp, gp, "{m}x{k}x{n}");
                 crate::testing::compare_exact(&want, &got, m, n)
                     .unwrap_or_else(|e| panic!("{m}x{k}x{n}: {e}"));

@@ -5,7 +5,8 @@
 //! per-column scales multiply the sums once, after the last depth block (before it C holds unscaled partial
 //! sums), as in [`crate::generic::gemm_f32w8`]. A is read in place or packed as in [`super::gemm_f32`].
 //!
-//! Needs AVX-512 F only; registered at the `avx512vnni` tier (see [`super`]).
+//! The AVX-512 kernel needs AVX-512 F only and is registered at the `avx512vnni` tier (see [`super`]). An AVX2
+//! + FMA sibling ([`MR2`]` x 16`, two ymm per row, `vpmovsxbd ymm` per 8 bytes) serves the `avx2` tier.
 
 use core::arch::x86_64::*;
 
@@ -14,6 +15,7 @@ use crate::frame::gemm::{Blocking, Tile, assert_a, assert_packed, drive};
 use crate::frame::pack::pack_k_major;
 use crate::isa::Isa;
 use crate::reference::gemm_f32w8::assert_dequant_params;
+use crate::x86_64::fma::gemm_f32::{MR2, NR2};
 use crate::{GemmF32W8, Kernel, PackedB};
 
 /// Register-tile rows.
@@ -212,6 +214,158 @@ unsafe fn tile<const R: usize, const PACKED: bool>(
                 }
                 _mm512_mask_storeu_ps(q, mask, val);
             }
+        }
+    }
+}
+
+/// The AVX2 kernel's blocking: as [`BLOCKING`], with its 6x16 tile.
+const BLOCKING2: Blocking = Blocking {
+    mr: MR2,
+    nr: NR2,
+    kc: 768,
+    mc: 96,
+};
+
+/// The AVX2 + FMA weight-only int8 GEMM.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Avx2GemmF32W8;
+
+/// The registered instance.
+pub static AVX2_GEMM_F32W8: Avx2GemmF32W8 = Avx2GemmF32W8;
+
+impl Kernel for Avx2GemmF32W8 {
+    fn name(&self) -> &'static str {
+        "avx2_gemm_f32w8_6x16"
+    }
+
+    fn isa(&self) -> Isa {
+        Isa::Avx2
+    }
+}
+
+/// Dequantization parameters of one 16-column panel (zero for padding columns).
+struct Params2 {
+    zero_points: [i32; NR2],
+    scales: [f32; NR2],
+}
+
+impl GemmF32W8 for Avx2GemmF32W8 {
+    fn pack_b(&self, b: &[i8], k: usize, n: usize) -> PackedB<i8> {
+        PackedB {
+            k,
+            n,
+            data: pack_k_major(b, k, n, NR2),
+            kernel: self.name(),
+        }
+    }
+
+    fn gemm(
+        &self,
+        m: usize,
+        a: &[f32],
+        lda: usize,
+        b: &PackedB<i8>,
+        scales: &[f32],
+        zero_points: &[i32],
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        assert!(
+            self.isa().is_available(),
+            "{}: this CPU lacks {}",
+            self.name(),
+            self.isa()
+        );
+        let (k, n) = (b.k, b.n);
+        assert_packed(self.name(), b, n.div_ceil(NR2) * NR2 * k);
+        assert_a(self.name(), m, k, a, lda);
+        assert_dequant_params(self.name(), n, scales.len(), zero_points.len());
+        let column = |len: usize, j: usize| if len == 1 { 0 } else { j };
+        with_a(a, m, k, lda, n, MR2, |a| {
+            drive(BLOCKING2, m, n, k, c, ldc, |t, ct, ldc| {
+                let j0 = t.panel * NR2;
+                let mut params = Params2 {
+                    zero_points: [0; NR2],
+                    scales: [0.0; NR2],
+                };
+                for jj in 0..t.cols {
+                    params.zero_points[jj] = zero_points[column(zero_points.len(), j0 + jj)];
+                    params.scales[jj] = scales[column(scales.len(), j0 + jj)];
+                }
+                let block = &b.data[(t.panel * k + t.p0) * NR2..][..t.kc * NR2];
+                debug_assert!(ct.len() >= (t.rows - 1) * ldc + t.cols);
+                // SAFETY: AVX2 + FMA were checked above; bounds as in `Avx512GemmF32W8::gemm`.
+                unsafe {
+                    match (a.is_packed(), t.rows) {
+                        (true, 6) => tile2::<6, true>(a, t, block, &params, ct, ldc),
+                        (true, 5) => tile2::<5, true>(a, t, block, &params, ct, ldc),
+                        (true, 4) => tile2::<4, true>(a, t, block, &params, ct, ldc),
+                        (true, 3) => tile2::<3, true>(a, t, block, &params, ct, ldc),
+                        (true, 2) => tile2::<2, true>(a, t, block, &params, ct, ldc),
+                        (true, _) => tile2::<1, true>(a, t, block, &params, ct, ldc),
+                        (false, 6) => tile2::<6, false>(a, t, block, &params, ct, ldc),
+                        (false, 5) => tile2::<5, false>(a, t, block, &params, ct, ldc),
+                        (false, 4) => tile2::<4, false>(a, t, block, &params, ct, ldc),
+                        (false, 3) => tile2::<3, false>(a, t, block, &params, ct, ldc),
+                        (false, 2) => tile2::<2, false>(a, t, block, &params, ct, ldc),
+                        (false, _) => tile2::<1, false>(a, t, block, &params, ct, ldc),
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// One `R x 16` tile of the AVX2 kernel over the depth block.
+///
+/// # Safety
+/// AVX2 and FMA must be available; rows `t.i0 .. t.i0 + R` of A must hold depths `t.p0 .. t.p0 + t.kc`; `b`
+/// must hold `t.kc` packed rows of 16 bytes; `c` must hold `R` rows of `t.cols` at stride `ldc`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile2<const R: usize, const PACKED: bool>(
+    a: ARows,
+    t: &Tile,
+    b: &[i8],
+    params: &Params2,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (ap, rs, ps) = a.at::<PACKED>(t, MR2);
+    let bp = b.as_ptr();
+    // SAFETY: `params` holds 16 values.
+    let (zp0, zp1) = unsafe {
+        (
+            _mm256_loadu_si256(params.zero_points.as_ptr().cast()),
+            _mm256_loadu_si256(params.zero_points.as_ptr().add(8).cast()),
+        )
+    };
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for p in 0..t.kc {
+        // SAFETY: `p < kc`: row `p` of the block is in `b`, and depth `p` in every row's range.
+        unsafe {
+            let q = bp.add(p * NR2);
+            let lo = _mm256_cvtepi8_epi32(_mm_loadl_epi64(q.cast()));
+            let hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(8).cast()));
+            let w0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(lo, zp0));
+            let w1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(hi, zp1));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*ap.add(r * rs + p * ps));
+                acc_r[0] = _mm256_fmadd_ps(av, w0, acc_r[0]);
+                acc_r[1] = _mm256_fmadd_ps(av, w1, acc_r[1]);
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        let mut tmp = [0f32; NR2];
+        // SAFETY: `tmp` holds 16 values.
+        unsafe {
+            _mm256_storeu_ps(tmp.as_mut_ptr(), acc_r[0]);
+            _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc_r[1]);
+        }
+        let dst = &mut c[r * ldc..r * ldc + t.cols];
+        for ((d, &v), &s) in dst.iter_mut().zip(&tmp).zip(&params.scales) {
+            let v = if t.first { v } else { *d + v };
+            *d = if t.last { v * s } else { v };
         }
     }
 }
