@@ -298,9 +298,10 @@ def compare(ours_path, peer_path):
             peer_name = p["kernel"] + ("" if key[0] == r["dtype"] else " (f32)")
             cells += [peer_name, f"{theirs:.1f}", f"{100 * float(p['peak_fraction']):.0f}", f"{ratio:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
+    if ratios:
+        lines.append("")
     for dtype, rs in ratios.items():
-        lines.append(f"\n{dtype}: geometric mean of ours / ORT over {len(rs)} shapes: "
-                     f"{statistics.geometric_mean(rs):.2f}x")
+        lines.append(f"{dtype}: geometric mean of ours / ORT over {len(rs)} shapes: {statistics.geometric_mean(rs):.2f}x")
     print("\n".join(lines))
 
 

@@ -4,10 +4,13 @@
 //!
 //! IDs read `gemm/{isa}/{dtype}/{M}x{K}x{N}`, with `{isa}` the kernel's own ISA; a tier that inherits a lower
 //! tier's kernel is not timed twice. Dtypes as in `harness bench`: int8, dynint8 (f32 in, quantized at run
-//! time), int4 (int8 activations, group 32), int4f32, bf16, f16 (f16 weights), f32, f32w8. Throughput is `Elements(m*k*n)`, i.e. multiply-adds per
-//! second (GOPS = 2 x that). Hot caches only: the same inputs and weights every iteration, weights prepacked
-//! outside the timed loop. Kept short (10 flat samples in 0.7 s) so `cargo bench -p kernels` finishes in a
-//! few minutes on 2 cores; filter with e.g. `cargo bench -p kernels -- gemm/avx512vnni/int8`.
+//! time), int4 (int8 activations, group 32), int4f32, bf16, f16 (f16 weights), f32, f32w8.
+//!
+//! Throughput is `Elements(m*k*n)`, i.e. multiply-adds per second (GOPS = 2 x that). Single-threaded (a
+//! one-thread rayon pool, as `harness bench --threads 1`). Hot caches only: the same inputs and weights every
+//! iteration, weights prepacked outside the timed loop. Kept short (10 flat samples in 0.7 s each) so
+//! `cargo bench -p kernels` finishes in a few minutes on 2 cores; filter with e.g.
+//! `cargo bench -p kernels -- gemm/avx512vnni/int8`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -39,7 +42,7 @@ const SEED: u64 = 7;
 const W4_GROUP: usize = 32;
 
 /// One kernel run on prepared inputs.
-type Run = Box<dyn FnMut()>;
+type Run = Box<dyn FnMut() + Send>;
 
 /// Benches `dtype` for every distinct kernel `of` picks at the tiers above scalar that this CPU has.
 fn family<K: Kernel + ?Sized + 'static>(
@@ -48,6 +51,12 @@ fn family<K: Kernel + ?Sized + 'static>(
     of: impl Fn(&KernelSet) -> &'static K,
     prepare: impl Fn(&'static K, (usize, usize, usize), &mut Rng) -> Run,
 ) {
+    // One thread, as `harness bench --threads 1`: kernels split rows over the current rayon pool, and the
+    // global one has a thread per core.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
     let mut seen: Vec<&'static str> = Vec::new();
     for isa in Isa::ALL
         .into_iter()
@@ -66,7 +75,9 @@ fn family<K: Kernel + ?Sized + 'static>(
         for shape @ (m, k, n) in SHAPES {
             let mut run = prepare(kern, shape, &mut Rng::new(SEED));
             g.throughput(Throughput::Elements((m * k * n) as u64));
-            g.bench_function(format!("{m}x{k}x{n}"), |b| b.iter(&mut run));
+            g.bench_function(format!("{m}x{k}x{n}"), |b| {
+                pool.install(|| b.iter(&mut run))
+            });
         }
         g.finish();
     }

@@ -474,15 +474,18 @@ impl QuantizedModel {
                 let shape = q.shape().to_vec();
                 let data = contiguous(&q);
                 // `gemm(rows of A) -> u8 rows of the output`, the whole static epilogue included.
-                let run = |m: usize, a: &[u8], out: &mut [u8]| {
-                    let mut acc = vec![0i32; m * l.n];
+                // One accumulator block for every chunk of the layer (the GEMM overwrites it).
+                let mut acc = Vec::new();
+                let mut run = |m: usize, a: &[u8], out: &mut [u8]| {
+                    acc.resize(m * l.n, 0);
+                    let acc = &mut acc[..m * l.n];
                     self.kernels
                         .gemm_u8i8
-                        .gemm(m, a, l.k, &l.packed, &mut acc, l.n);
+                        .gemm(m, a, l.k, &l.packed, acc, l.n);
                     let row_sums = b_zps.as_ref().map(|_| row_sums_u8(a, m, l.k, l.k));
                     let zero_point_rows = b_zps.as_deref().zip(row_sums.as_deref());
                     requantize_u8_f32(
-                        &acc,
+                        acc,
                         m,
                         l.n,
                         l.n,

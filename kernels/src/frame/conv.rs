@@ -110,7 +110,13 @@ pub fn im2col<T: Copy>(input: &[T], g: &Conv2dGeom, pad_value: T, out: &mut [T])
                     None => d.fill(pad_value),
                     Some(y) if dense => {
                         let x0 = xs[0].expect("dense");
-                        d.copy_from_slice(&channel[y * g.w + x0..y * g.w + x0 + g.kw]);
+                        let src = &channel[y * g.w + x0..y * g.w + x0 + g.kw];
+                        if let ([d0, d1, d2], [s0, s1, s2]) = (&mut *d, src) {
+                            // 3-wide kernels, the common case: three stores, not a memcpy call.
+                            (*d0, *d1, *d2) = (*s0, *s1, *s2);
+                        } else {
+                            d.copy_from_slice(src);
+                        }
                     }
                     Some(y) => {
                         let line = &channel[y * g.w..(y + 1) * g.w];

@@ -45,17 +45,30 @@ pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, ou
                             .filter(|&x| x < g.w);
                         let dst = taps.next().expect("row has kh * kw taps");
                         match (iy, ix) {
-                            // One channel (a network's first layer): a byte, not a memcpy call.
-                            (Some(y), Some(x)) if c == 1 => dst[0] = src[y * g.w + x],
-                            (Some(y), Some(x)) => {
-                                dst.copy_from_slice(&src[(y * g.w + x) * c..][..c])
-                            }
+                            (Some(y), Some(x)) => copy_channels(dst, &src[(y * g.w + x) * c..][..c]),
                             _ => dst.fill(pad_value),
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// Copies one pixel's channels. Runs are short (1 to a few dozen bytes) and a `memcpy` call per run costs
+/// more than the copy: one channel is a byte store, multiples of 16 go as 16-byte blocks the compiler keeps in
+/// vector registers.
+#[inline]
+fn copy_channels(dst: &mut [u8], src: &[u8]) {
+    match src.len() {
+        1 => dst[0] = src[0],
+        len if len % 16 == 0 => {
+            for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+                let block: [u8; 16] = s.try_into().expect("16 bytes");
+                d.copy_from_slice(&block);
+            }
+        }
+        _ => dst.copy_from_slice(src),
     }
 }
 

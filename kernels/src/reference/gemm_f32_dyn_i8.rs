@@ -7,10 +7,11 @@
 //! 4. `c = acc as f32 * scale * b_scale[j] + bias[j]`, then `max(0, .)` if `relu` ([`dequantize_acc_f32`]).
 //!
 //! The same composition serves twice: on the scalar GEMM it is the `scalar` tier's kernel (the oracle), on the
-//! generic GEMM the `generic` tier's. Both pack B as a row-major copy and re-pack it for their inner GEMM on
-//! every call (a fallback cost; the SIMD kernels prepack once).
+//! generic GEMM the `generic` tier's. B is packed once, by the inner GEMM, with B's column sums appended (as
+//! little-endian `i32` bytes); each call copies the inner packing into the `PackedB` the inner GEMM takes (a
+//! fallback cost; the SIMD kernels use their packing in place).
 
-use crate::frame::gemm::{assert_a, assert_packed};
+use crate::frame::gemm::assert_a;
 use crate::frame::{
     col_sums_i8, compensate_zero_points, dequantize_acc_f32, min_max, quantize_u8, row_sums_u8,
 };
@@ -90,7 +91,18 @@ impl Kernel for ComposedGemmF32DynI8 {
 
 impl GemmF32DynI8 for ComposedGemmF32DynI8 {
     fn pack_b(&self, b: &[i8], k: usize, n: usize) -> PackedB<i8> {
-        super::pack_row_major(self.name, b, k, n)
+        let mut data = self.inner.pack_b(b, k, n).data;
+        data.extend(
+            col_sums_i8(b, k, n)
+                .iter()
+                .flat_map(|s| s.to_le_bytes().map(|x| x as i8)),
+        );
+        PackedB {
+            k,
+            n,
+            data,
+            kernel: self.name,
+        }
     }
 
     fn gemm(
@@ -107,7 +119,19 @@ impl GemmF32DynI8 for ComposedGemmF32DynI8 {
         ldc: usize,
     ) -> (f32, i32) {
         let (k, n) = (b.k, b.n);
-        assert_packed(self.name, b, k * n);
+        assert!(
+            b.kernel == self.name && b.data.len() >= 4 * n,
+            "{}: B was packed by `{}`; pack it with this kernel's pack_b",
+            self.name,
+            b.kernel
+        );
+        let (inner_data, col_sums) = b.data.split_at(b.data.len() - 4 * n);
+        let inner_b = PackedB {
+            k,
+            n,
+            data: inner_data.to_vec(),
+            kernel: self.inner.name(),
+        };
         assert_a(self.name, m, k, a, lda);
         assert_dequant_params(self.name, n, b_scales.len(), b_zero_points.len());
         assert_bias(self.name, n, bias);
@@ -126,10 +150,12 @@ impl GemmF32DynI8 for ComposedGemmF32DynI8 {
             );
         }
         let mut acc = vec![0i32; m * n];
-        self.inner
-            .gemm(m, &qa, k, &self.inner.pack_b(&b.data, k, n), &mut acc, n);
+        self.inner.gemm(m, &qa, k, &inner_b, &mut acc, n);
+        let col_sums: Vec<i32> = col_sums
+            .chunks_exact(4)
+            .map(|s| i32::from_le_bytes([s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8]))
+            .collect();
         let row_sums = row_sums_u8(&qa, m, k, k);
-        let col_sums = col_sums_i8(&b.data, k, n);
         compensate_zero_points(
             &mut acc,
             m,

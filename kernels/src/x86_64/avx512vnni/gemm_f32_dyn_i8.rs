@@ -4,9 +4,9 @@
 //! for `k <= 33_025`.
 //!
 //! Passes over A:
-//! 1. min/max of the finite values (masked `vminps`/`vmaxps`, rows last to first so that the first rows are
-//!    still in L2 afterwards), giving `(scale, zero_point)` by [`dynamic_qparams`]: a per-tensor scale needs the
-//!    whole range before any value is quantized;
+//! 1. min/max of the finite values ([`min_max_rows`]; rows last to first so that the first rows are still in
+//!    L2 afterwards), giving `(scale, zero_point)` by [`dynamic_qparams`]: a per-tensor scale needs the whole
+//!    range before any value is quantized;
 //! 2. rows in blocks of [`MB`]: while the register tiles of block `b` run (bound by `vpdpbusd`), each k-group
 //!    iteration of the full-height tiles also quantizes one 16-value vector of block `b + 1` ([`QuantJob`]),
 //!    into the other of two `u8` buffers, whose rows are zero-padded to a multiple of 4 so tiles need no
@@ -153,40 +153,31 @@ impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
         }
 
         let panels = n.div_ceil(NR);
-        let per_col = |values: &[i32], j: usize| values[if values.len() == 1 { 0 } else { j }];
-        let col_sum = |j: usize| {
-            let at = panels_len + 4 * j;
-            i32::from_le_bytes(std::array::from_fn(|x| b.data[at + x] as u8))
-        };
         let padded = panels * NR;
-        let cols = Columns {
-            b_zp: (0..padded)
-                .map(|j| if j < n { per_col(b_zero_points, j) } else { 0 })
-                .collect(),
-            offset: (0..padded)
-                .map(|j| {
-                    if j >= n {
-                        return 0;
-                    }
-                    let b_zp = per_col(b_zero_points, j);
-                    (k as i32)
-                        .wrapping_mul(a_zp)
-                        .wrapping_mul(b_zp)
-                        .wrapping_sub(a_zp.wrapping_mul(col_sum(j)))
-                })
-                .collect(),
-            scale: (0..padded)
-                .map(|j| match (j < n, b_scales.len()) {
-                    (false, _) => 0.0,
-                    (true, 1) => b_scales[0],
-                    (true, _) => b_scales[j],
-                })
-                .collect(),
-            bias: (0..padded)
-                .map(|j| bias.filter(|_| j < n).map_or(0.0, |b| b[j]))
-                .collect(),
+        let mut cols = Columns {
+            b_zp: vec![0; padded],
+            offset: vec![0; padded],
+            scale: vec![0.0; padded],
+            bias: vec![0.0; padded],
             no_b_zp: b_zero_points.iter().all(|&z| z == 0),
         };
+        match b_zero_points {
+            [z] => cols.b_zp[..n].fill(*z),
+            zps => cols.b_zp[..n].copy_from_slice(zps),
+        }
+        match b_scales {
+            [s] => cols.scale[..n].fill(*s),
+            scales => cols.scale[..n].copy_from_slice(scales),
+        }
+        if let Some(bias) = bias {
+            cols.bias[..n].copy_from_slice(&bias[..n]);
+        }
+        let k_zp = (k as i32).wrapping_mul(a_zp);
+        let col_sums = b.data[panels_len..].chunks_exact(4);
+        for ((offset, &b_zp), sum) in cols.offset.iter_mut().zip(&cols.b_zp).zip(col_sums) {
+            let sum = i32::from_le_bytes([sum[0] as u8, sum[1] as u8, sum[2] as u8, sum[3] as u8]);
+            *offset = k_zp.wrapping_mul(b_zp).wrapping_sub(a_zp.wrapping_mul(sum));
+        }
         let epi = Epilogue {
             cols: &cols,
             a_scale,
@@ -199,7 +190,8 @@ impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
 
         let run_rows = |r0: usize, rows: usize, c: &mut [f32]| {
             let len = MB.min(rows) * kq;
-            let (mut cur, mut next) = (vec![0u8; len], vec![0u8; len]);
+            // A second buffer only when there is a second block.
+            let (mut cur, mut next) = (vec![0u8; len], vec![0u8; if rows > MB { len } else { 0 }]);
             let (mut cur_sums, mut next_sums) = (vec![0i32; MB], vec![0i32; MB]);
             // SAFETY (all `unsafe` below): the ISA was checked above.
             let first = QuantJob::new(
@@ -271,8 +263,8 @@ impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
 }
 
 /// Min and max of the finite values of rows `rows` (depth `k`, stride `lda`) of `a`; `(inf, -inf)` if none.
-/// Walks the rows last to first, so that the first rows, which the quantization pass reads next, are the ones
-/// left in L2.
+/// A first pass ignores only NaN, for free (`vminps` returns its second operand when either is NaN); only if it
+/// met an infinity does a second pass mask the non-finite values out (two more operations per vector).
 ///
 /// # Safety
 /// AVX-512 F must be available; the rows must lie in `a`.
@@ -283,8 +275,38 @@ unsafe fn min_max_rows(
     rows: std::ops::Range<usize>,
     k: usize,
 ) -> (f32, f32) {
+    // SAFETY: same contract.
+    let (lo, hi) = unsafe { min_max_pass::<false>(a, lda, rows.clone(), k) };
+    if lo.is_finite() && hi.is_finite() {
+        return (lo, hi);
+    }
+    // SAFETY: same contract.
+    unsafe { min_max_pass::<true>(a, lda, rows, k) }
+}
+
+/// One pass of [`min_max_rows`]: NaN is always ignored, infinities too if `FINITE_ONLY`. Walks the rows last to
+/// first, so that the first rows, which are quantized first, are the ones left in L2.
+///
+/// # Safety
+/// As [`min_max_rows`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn min_max_pass<const FINITE_ONLY: bool>(
+    a: &[f32],
+    lda: usize,
+    rows: std::ops::Range<usize>,
+    k: usize,
+) -> (f32, f32) {
     debug_assert!(Isa::Avx512Vnni.is_available());
     let zero = _mm512_setzero_ps();
+    // Lanes of `x` to take: all (NaN is dropped by operand order), or the finite ones (`x - x` is 0 exactly
+    // for finite `x`, NaN otherwise).
+    let take = |x: __m512, mask: __mmask16| {
+        if FINITE_ONLY {
+            mask & _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_sub_ps(x, x), zero)
+        } else {
+            mask
+        }
+    };
     let mut lo = [_mm512_set1_ps(f32::INFINITY); 4];
     let mut hi = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
     for i in rows.rev() {
@@ -295,10 +317,14 @@ unsafe fn min_max_rows(
             for u in 0..4 {
                 // SAFETY: `at + 16 * u + 16 <= k` values are in the row.
                 let x = unsafe { _mm512_loadu_ps(p.add(at + 16 * u)) };
-                // `x - x` is 0 exactly for finite `x` (NaN for infinities and NaN).
-                let finite = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_sub_ps(x, x), zero);
-                lo[u] = _mm512_mask_min_ps(lo[u], finite, lo[u], x);
-                hi[u] = _mm512_mask_max_ps(hi[u], finite, hi[u], x);
+                if FINITE_ONLY {
+                    let m = take(x, 0xFFFF);
+                    lo[u] = _mm512_mask_min_ps(lo[u], m, x, lo[u]);
+                    hi[u] = _mm512_mask_max_ps(hi[u], m, x, hi[u]);
+                } else {
+                    lo[u] = _mm512_min_ps(x, lo[u]);
+                    hi[u] = _mm512_max_ps(x, hi[u]);
+                }
             }
             at += 64;
         }
@@ -306,9 +332,9 @@ unsafe fn min_max_rows(
             let mask = column_mask(k - at, 0);
             // SAFETY: lanes outside `mask` are not read (masked loads do not fault).
             let x = unsafe { _mm512_maskz_loadu_ps(mask, p.add(at)) };
-            let finite = mask & _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_sub_ps(x, x), zero);
-            lo[0] = _mm512_mask_min_ps(lo[0], finite, lo[0], x);
-            hi[0] = _mm512_mask_max_ps(hi[0], finite, hi[0], x);
+            let m = take(x, mask);
+            lo[0] = _mm512_mask_min_ps(lo[0], m, x, lo[0]);
+            hi[0] = _mm512_mask_max_ps(hi[0], m, x, hi[0]);
             at += 16;
         }
     }
@@ -664,6 +690,29 @@ mod tests {
                 assert_eq!(sums[r], want.iter().map(|&v| i32::from(v)).sum::<i32>());
             }
         }
+    }
+
+    #[test]
+    fn min_max_ignores_non_finite_values() {
+        if !Isa::Avx512Vnni.is_available() {
+            eprintln!("skip: this CPU lacks avx512vnni");
+            return;
+        }
+        let k = 70;
+        // In the 64-value body and in the ragged tail of a row.
+        for (at, bad) in [3, 66]
+            .into_iter()
+            .flat_map(|at| [f32::NAN, f32::INFINITY, f32::NEG_INFINITY].map(|v| (at, v)))
+        {
+            let mut a: Vec<f32> = (0..2 * k).map(|i| i as f32 * 0.01 - 0.3).collect();
+            a[at] = bad;
+            a[k + at] = bad;
+            let got = unsafe { min_max_rows(&a, k, 0..2, k) };
+            assert_eq!(got, crate::frame::min_max(&a), "{bad} at {at}");
+        }
+        let none = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+        let got = unsafe { min_max_rows(&none, 4, 0..1, 4) };
+        assert_eq!(got, (f32::INFINITY, f32::NEG_INFINITY));
     }
 
     #[test]

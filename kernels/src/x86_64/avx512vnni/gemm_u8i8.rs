@@ -6,14 +6,17 @@
 //!
 //! Edges: ragged `k` reads B's zero padding and copies A's last 1-3 bytes of a row into a zeroed 4-byte word (so
 //! nothing past the slice is read); ragged `n` uses masked loads and stores; ragged `m` dispatches to tiles of
-//! fewer rows; `k = 0` stores zeros. `m = 1` takes the whole depth in one block, and one-row tiles keep four
-//! k-groups in flight (8 accumulators, see [`accumulate`]) so the B stream from L2 is not latency bound.
+//! fewer rows; `k = 0` stores zeros. `m = 1` ([`gemv`]) takes the whole depth per panel and splits panels over
+//! threads itself; one-row tiles keep four k-groups in flight (8 accumulators, see [`accumulate`]) so the B
+//! stream from L2 is not latency bound.
 //!
 //! Sums wrap in `i32` like the reference; they are exact for `k <= 65_793`.
 
 use core::arch::x86_64::*;
 
-use crate::frame::gemm::{Blocking, Tile, assert_a, assert_packed, drive};
+use rayon::prelude::*;
+
+use crate::frame::gemm::{Blocking, PAR_MIN_MACS, Tile, assert_a, assert_packed, drive};
 use crate::isa::Isa;
 use crate::x86_64::avx2::pack::{pack_k4, packed_len_k4};
 use crate::{GemmU8I8, Kernel, PackedB};
@@ -78,18 +81,12 @@ impl GemmU8I8 for Avx512VnniGemmU8I8 {
         assert_packed(self.name(), b, packed_len_k4(k, n, NR));
         assert_a(self.name(), m, k, a, lda);
         let panel_len = k.div_ceil(4) * GROUP_BYTES;
-        let blocking = if m == 1 {
-            // One row: no reuse of B to block for; take the whole depth at once.
-            Blocking {
-                mr: 1,
-                nr: NR,
-                kc: k.next_multiple_of(4).max(4),
-                mc: 1,
-            }
-        } else {
-            BLOCKING
-        };
-        drive(blocking, m, n, k, c, ldc, |t, ct, ldc| {
+        if m == 1 {
+            crate::reference::gemm_f32::assert_c(self.name(), m, n, c.len(), ldc);
+            gemv(a, k, &b.data, n, &mut c[..n]);
+            return;
+        }
+        drive(BLOCKING, m, n, k, c, ldc, |t, ct, ldc| {
             let panel = &b.data[t.panel * panel_len..][..panel_len];
             let block = &panel[t.p0 / 4 * GROUP_BYTES..];
             // SAFETY: the ISA was checked above; `assert_a` and `drive` guarantee that rows `t.i0 .. t.i0 +
@@ -109,6 +106,41 @@ impl GemmU8I8 for Avx512VnniGemmU8I8 {
                 }
             }
         });
+    }
+}
+
+/// `m = 1`: one pass over B, whole depth per panel (no reuse of B to block for). With more than one thread in
+/// the pool the panels are split into one contiguous run per thread, each writing its own columns of the row
+/// in place (`drive`'s column split allocates and copies per task, which costs as much as the work here).
+fn gemv(a: &[u8], k: usize, b: &[i8], n: usize, c: &mut [i32]) {
+    let panel_len = k.div_ceil(4) * GROUP_BYTES;
+    let run = |first_panel: usize, out: &mut [i32]| {
+        for (p, cols) in out.chunks_mut(NR).enumerate() {
+            let panel = first_panel + p;
+            let t = Tile {
+                i0: 0,
+                rows: 1,
+                panel,
+                cols: cols.len(),
+                p0: 0,
+                kc: k,
+                first: true,
+                last: true,
+            };
+            // SAFETY: the caller checked the ISA; row 0 of `a` holds `k` values (`assert_a`), the panel holds
+            // `ceil(k / 4)` k-groups (`assert_packed`), and `cols` is this panel's part of the row.
+            unsafe { tile::<1>(a, 0, &t, &b[panel * panel_len..][..panel_len], cols, 0) };
+        }
+    };
+    let panels = n.div_ceil(NR);
+    let threads = rayon::current_num_threads();
+    if threads > 1 && panels >= 2 && k * n >= PAR_MIN_MACS {
+        let per_task = panels.div_ceil(threads);
+        c.par_chunks_mut(per_task * NR)
+            .enumerate()
+            .for_each(|(task, out)| run(task * per_task, out));
+    } else {
+        run(0, c);
     }
 }
 
