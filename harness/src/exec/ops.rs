@@ -258,6 +258,32 @@ pub fn max_pool2d<T: Copy + PartialOrd + Send + Sync>(
     }
     // Seed with the first input value; every cell is overwritten with its window's maximum below.
     let mut out = vec![src[0]; planes * oh * ow];
+    let larger = |a: T, b: T| if b > a { b } else { a };
+    if attrs.kernel_shape == [2, 2]
+        && attrs.strides == [2, 2]
+        && attrs.dilations == [1, 1]
+        && attrs.pads == [0; 4]
+    {
+        // The CNN pooling every classifier has: four loads and three compares per cell, no tap bookkeeping.
+        // (`oh <= h / 2` here: without padding even ceil_mode cannot add a window past the input.)
+        out.par_chunks_mut(oh * ow)
+            .zip(src.par_chunks(h * w))
+            .for_each(|(dst, plane)| {
+                for (oy, dst_row) in dst.chunks_exact_mut(ow).enumerate() {
+                    let (r0, r1) = (
+                        &plane[2 * oy * w..][..w],
+                        &plane[(2 * oy + 1).min(h - 1) * w..][..w],
+                    );
+                    for (ox, d) in dst_row.iter_mut().enumerate() {
+                        let x1 = (2 * ox + 1).min(w - 1);
+                        *d = larger(larger(r0[2 * ox], r0[x1]), larger(r1[2 * ox], r1[x1]));
+                    }
+                }
+            });
+        return Ok(
+            ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), out).expect("output size computed")
+        );
+    }
     out.par_chunks_mut(oh * ow)
         .zip(src.par_chunks(h * w))
         .for_each(|(dst, plane)| {
@@ -695,6 +721,42 @@ mod tests {
     use kernels::testing::tolerance::f32_gemm_max_diff;
 
     use super::*;
+
+    /// The 2x2 / stride 2 fast path against a naive window maximum, on odd and even sizes, with ceil_mode.
+    #[test]
+    fn max_pool_2x2_fast_path_matches_naive() {
+        for (h, w, ceil) in [
+            (4, 6, false),
+            (5, 7, false),
+            (5, 7, true),
+            (3, 3, true),
+            (28, 28, false),
+        ] {
+            let x = ArrayD::from_shape_fn(IxDyn(&[2, 3, h, w]), |d| {
+                ((d[0] * 31 + d[1] * 17 + d[2] * 7 + d[3] * 3) % 23) as f32 - 11.0
+            });
+            let y = max_pool2d(x.view(), &pool(2, 2, [0; 4], ceil)).unwrap();
+            let (oh, ow) = (y.shape()[2], y.shape()[3]);
+            assert_eq!(
+                (oh, ow),
+                if ceil {
+                    (h.div_ceil(2), w.div_ceil(2))
+                } else {
+                    (h / 2, w / 2)
+                }
+            );
+            for idx in ndarray::indices(y.shape()) {
+                let (b, c, oy, ox) = (idx[0], idx[1], idx[2], idx[3]);
+                let mut best = f32::NEG_INFINITY;
+                for yy in 2 * oy..(2 * oy + 2).min(h) {
+                    for xx in 2 * ox..(2 * ox + 2).min(w) {
+                        best = best.max(x[[b, c, yy, xx]]);
+                    }
+                }
+                assert_eq!(y[[b, c, oy, ox]], best, "{h}x{w} ceil {ceil} at {idx:?}");
+            }
+        }
+    }
 
     fn pool(k: usize, s: usize, pads: [usize; 4], ceil_mode: bool) -> PoolAttrs {
         PoolAttrs {

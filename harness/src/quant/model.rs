@@ -479,9 +479,7 @@ impl QuantizedModel {
                 let mut run = |m: usize, a: &[u8], out: &mut [u8]| {
                     acc.resize(m * l.n, 0);
                     let acc = &mut acc[..m * l.n];
-                    self.kernels
-                        .gemm_u8i8
-                        .gemm(m, a, l.k, &l.packed, acc, l.n);
+                    self.kernels.gemm_u8i8.gemm(m, a, l.k, &l.packed, acc, l.n);
                     let row_sums = b_zps.as_ref().map(|_| row_sums_u8(a, m, l.k, l.k));
                     let zero_point_rows = b_zps.as_deref().zip(row_sums.as_deref());
                     requantize_u8_f32(

@@ -45,7 +45,9 @@ pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, ou
                             .filter(|&x| x < g.w);
                         let dst = taps.next().expect("row has kh * kw taps");
                         match (iy, ix) {
-                            (Some(y), Some(x)) => copy_channels(dst, &src[(y * g.w + x) * c..][..c]),
+                            (Some(y), Some(x)) => {
+                                copy_channels(dst, &src[(y * g.w + x) * c..][..c])
+                            }
                             _ => dst.fill(pad_value),
                         }
                     }
