@@ -43,6 +43,26 @@ pub struct PackedB<T> {
     pub kernel: &'static str,
 }
 
+/// The static requantization epilogue: i32 accumulators to the next layer's u8 activations, with the
+/// arithmetic and rounding of [`frame::nhwc::requantize_u8_f32`] (every implementation gives the same bits; the
+/// SIMD ones are that code compiled for wider vectors).
+pub trait RequantU8: Kernel {
+    #[allow(clippy::too_many_arguments)]
+    fn requantize(
+        &self,
+        acc: &[i32],
+        m: usize,
+        n: usize,
+        ldc: usize,
+        offset: &[i32],
+        zero_point_rows: Option<(&[i32], &[i32])>,
+        mult: &[f32],
+        out_zp: i32,
+        relu: bool,
+        out: &mut [u8],
+    );
+}
+
 /// Integer GEMM: `C[m x n] (i32) = A[m x k] (u8) * B[k x n] (i8)`, no zero points (they are compensated
 /// outside the micro-kernel with row and column sums, see [`frame::requant`]). Accumulation is exact i32.
 /// Splits rows over the current rayon pool when it has more than one thread and `m` is large enough.

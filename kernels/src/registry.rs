@@ -108,6 +108,19 @@ pub fn gemm_f32_dyn_i8_kernels() -> &'static [&'static dyn crate::GemmF32DynI8] 
     TABLE
 }
 
+/// The kernels registered for [`RequantU8`](crate::RequantU8), lowest ISA first.
+pub fn requant_u8_kernels() -> &'static [&'static dyn crate::RequantU8] {
+    static TABLE: &[&dyn crate::RequantU8] = &[
+        &reference::requant::SCALAR_REQUANT_U8,
+        &crate::generic::requant::GENERIC_REQUANT_U8,
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::epilogue::AVX2_REQUANT_U8,
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::epilogue::AVX512_REQUANT_U8,
+    ];
+    TABLE
+}
+
 /// One kernel per op, chosen together by [`select`]. Result rows record [`KernelSet::describe`].
 #[derive(Clone, Copy)]
 pub struct KernelSet {
@@ -121,6 +134,7 @@ pub struct KernelSet {
     pub gemm_f16w: &'static dyn crate::GemmF16W,
     pub gemm_w4: &'static dyn crate::GemmW4,
     pub gemm_f32_dyn_i8: &'static dyn crate::GemmF32DynI8,
+    pub requant_u8: &'static dyn crate::RequantU8,
 }
 
 impl KernelSet {
@@ -160,6 +174,7 @@ pub fn select(requested: Option<Isa>) -> Result<KernelSet, KernelError> {
         gemm_f16w: pick(gemm_f16w_kernels(), isa),
         gemm_w4: pick(gemm_w4_kernels(), isa),
         gemm_f32_dyn_i8: pick(gemm_f32_dyn_i8_kernels(), isa),
+        requant_u8: pick(requant_u8_kernels(), isa),
     })
 }
 
@@ -191,6 +206,7 @@ pub fn available_kernels() -> Vec<(&'static str, &'static str, Isa, bool)> {
             .iter()
             .map(|k| row("gemm_f32_dyn_i8", *k)),
     );
+    rows.extend(requant_u8_kernels().iter().map(|k| row("requant_u8", *k)));
     rows
 }
 

@@ -403,3 +403,50 @@ fn conv_output_sizes() {
     };
     assert_eq!((tiny.out_h(), tiny.out_w()), (0, 0));
 }
+
+/// Every registered static requantization epilogue gives exactly the scalar oracle's bytes: ragged widths (the
+/// SIMD tails), ReLU on and off, with and without the affine-weight row term, products far past saturation.
+#[test]
+fn requant_epilogues_match_the_scalar_oracle_exactly() {
+    use kernels::registry::requant_u8_kernels;
+    use kernels::{Kernel, RequantU8};
+    let oracle = &kernels::reference::requant::SCALAR_REQUANT_U8;
+    let mut rng = kernels::testing::Rng::new(41);
+    for kernel in requant_u8_kernels() {
+        if !kernel.isa().is_available() {
+            eprintln!("skip {}: this CPU lacks {}", kernel.name(), kernel.isa());
+            continue;
+        }
+        for &(m, n) in &[(1, 1), (3, 7), (5, 16), (2, 33), (4, 64), (1, 65), (7, 130)] {
+            let ldc = n + 3;
+            let acc: Vec<i32> = (0..m * ldc)
+                .map(|_| rng.below(2_000_001) as i32 - 1_000_000)
+                .collect();
+            let offset: Vec<i32> = (0..n).map(|_| rng.below(20_001) as i32 - 10_000).collect();
+            let b_zp: Vec<i32> = (0..n).map(|_| rng.below(256) as i32 - 128).collect();
+            let rows: Vec<i32> = (0..m).map(|_| rng.below(60_001) as i32).collect();
+            // Multipliers from tiny (most outputs near the zero point) to large (most saturate).
+            let mult: Vec<f32> = (0..n).map(|j| 1e-5 * 10f32.powi((j % 5) as i32)).collect();
+            for relu in [false, true] {
+                for zp_rows in [None, Some((&b_zp[..], &rows[..]))] {
+                    for out_zp in [0, 77, 255] {
+                        let mut want = vec![0u8; m * n];
+                        let mut got = vec![1u8; m * n];
+                        oracle.requantize(
+                            &acc, m, n, ldc, &offset, zp_rows, &mult, out_zp, relu, &mut want,
+                        );
+                        kernel.requantize(
+                            &acc, m, n, ldc, &offset, zp_rows, &mult, out_zp, relu, &mut got,
+                        );
+                        assert_eq!(
+                            got,
+                            want,
+                            "{} m{m} n{n} relu {relu} zp {out_zp}",
+                            kernel.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

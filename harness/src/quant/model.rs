@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use kernels::frame::conv::{Conv2dGeom, im2col};
-use kernels::frame::nhwc::{im2col_nhwc, max_pool_nhwc, requantize_u8_f32};
+use kernels::frame::nhwc::{im2col_nhwc, max_pool_nhwc};
 use kernels::frame::quantize::{dequantize_u8, min_max, quantize_u8};
 use kernels::frame::requant::{
     col_sums_i8, compensate_zero_points, dequantize_acc_f32, row_sums_u8,
@@ -313,10 +313,14 @@ impl QuantizedModel {
         let mut names = BTreeSet::new();
         for step in &self.steps {
             if let Step::Linear(l) = step {
-                names.insert(match l.mode {
-                    LinearMode::WeightOnly => self.kernels.gemm_f32_w8.name(),
-                    _ => self.kernels.gemm_u8i8.name(),
-                });
+                match l.mode {
+                    LinearMode::WeightOnly => names.insert(self.kernels.gemm_f32_w8.name()),
+                    LinearMode::Dynamic => names.insert(self.kernels.gemm_u8i8.name()),
+                    LinearMode::Static { .. } => {
+                        names.insert(self.kernels.requant_u8.name());
+                        names.insert(self.kernels.gemm_u8i8.name())
+                    }
+                };
             }
         }
         names.into_iter().collect()
@@ -482,7 +486,7 @@ impl QuantizedModel {
                     self.kernels.gemm_u8i8.gemm(m, a, l.k, &l.packed, acc, l.n);
                     let row_sums = b_zps.as_ref().map(|_| row_sums_u8(a, m, l.k, l.k));
                     let zero_point_rows = b_zps.as_deref().zip(row_sums.as_deref());
-                    requantize_u8_f32(
+                    self.kernels.requant_u8.requantize(
                         acc,
                         m,
                         l.n,

@@ -127,6 +127,7 @@ const ROUND_LIMIT: f32 = 4_194_304.0;
 /// weight column sums); the row-sum term is only needed for affine weights (`zero_point_rows = Some((b_zp,
 /// row_sums))`, `b_zp` of length `n`). `mult[j] = s_in * s_w[j] / s_out`. All per-column slices have length `n`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn requantize_u8_f32(
     acc: &[i32],
     m: usize,

@@ -10,6 +10,7 @@ pub mod gemm_f32;
 pub mod gemm_f32w8;
 pub mod gemm_u8i8;
 pub mod gemm_w4;
+pub mod requant;
 
 pub use gemm_f32::{GENERIC_GEMM_F32, GenericGemmF32};
 pub use gemm_f32w8::{GENERIC_GEMM_F32W8, GenericGemmF32W8};

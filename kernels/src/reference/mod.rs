@@ -9,6 +9,7 @@ pub mod gemm_f32_dyn_i8;
 pub mod gemm_f32w8;
 pub mod gemm_u8i8;
 pub mod gemm_w4;
+pub mod requant;
 
 pub use gemm_f32::{SCALAR_GEMM_F32, ScalarGemmF32};
 pub use gemm_f32w8::{SCALAR_GEMM_F32W8, ScalarGemmF32W8};

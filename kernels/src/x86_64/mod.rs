@@ -8,4 +8,6 @@ pub mod avx512bf16;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512vnni;
 #[cfg(target_arch = "x86_64")]
+pub mod epilogue;
+#[cfg(target_arch = "x86_64")]
 pub mod fma;
