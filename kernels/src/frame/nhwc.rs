@@ -28,27 +28,43 @@ pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, ou
     if k == 0 {
         return;
     }
+    // Input coordinate of every (output position, tap) pair, or None in the padding, computed once per call.
+    let coords =
+        |out_len: usize, taps: usize, stride: usize, dil: usize, pad: usize, len: usize| {
+            (0..out_len)
+                .flat_map(|o| {
+                    (0..taps)
+                        .map(move |t| (o * stride + t * dil).checked_sub(pad).filter(|&v| v < len))
+                })
+                .collect::<Vec<Option<usize>>>()
+        };
+    let ys = coords(oh, g.kh, g.stride_h, g.dil_h, g.pad_top, g.h);
+    let xs = coords(ow, g.kw, g.stride_w, g.dil_w, g.pad_left, g.w);
+    let run = g.kw * c;
     let mut rows = out.chunks_exact_mut(k);
     for b in 0..batch {
         let src = &input[b * image..(b + 1) * image];
         for oy in 0..oh {
+            let ys = &ys[oy * g.kh..(oy + 1) * g.kh];
             for ox in 0..ow {
+                let xs = &xs[ox * g.kw..(ox + 1) * g.kw];
+                // All kw taps inside the row and adjacent: in NHWC they are kw * c contiguous bytes.
+                let dense = g.dil_w == 1 && xs[0].is_some() && xs[g.kw - 1].is_some();
                 let row = rows.next().expect("out has a row per output pixel");
-                let mut taps = row.chunks_exact_mut(c);
-                for ky in 0..g.kh {
-                    let iy = (oy * g.stride_h + ky * g.dil_h)
-                        .checked_sub(g.pad_top)
-                        .filter(|&y| y < g.h);
-                    for kx in 0..g.kw {
-                        let ix = (ox * g.stride_w + kx * g.dil_w)
-                            .checked_sub(g.pad_left)
-                            .filter(|&x| x < g.w);
-                        let dst = taps.next().expect("row has kh * kw taps");
-                        match (iy, ix) {
-                            (Some(y), Some(x)) => {
-                                copy_channels(dst, &src[(y * g.w + x) * c..][..c])
+                for (&iy, dst) in ys.iter().zip(row.chunks_exact_mut(run)) {
+                    match iy {
+                        None => dst.fill(pad_value),
+                        Some(y) if dense => {
+                            let at = (y * g.w + xs[0].expect("dense")) * c;
+                            copy_channels(dst, &src[at..at + run]);
+                        }
+                        Some(y) => {
+                            for (&ix, tap) in xs.iter().zip(dst.chunks_exact_mut(c)) {
+                                match ix {
+                                    Some(x) => copy_channels(tap, &src[(y * g.w + x) * c..][..c]),
+                                    None => tap.fill(pad_value),
+                                }
                             }
-                            _ => dst.fill(pad_value),
                         }
                     }
                 }
@@ -57,13 +73,21 @@ pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, ou
     }
 }
 
-/// Copies one pixel's channels. Runs are short (1 to a few dozen bytes) and a `memcpy` call per run costs
-/// more than the copy: one channel is a byte store, multiples of 16 go as 16-byte blocks the compiler keeps in
-/// vector registers.
+/// Copies a short run of channels. Runs are short (1 to a few hundred bytes) and a `memcpy` call per run
+/// costs more than the copy: up to three bytes are stores, multiples of 16 go as 16-byte blocks the compiler
+/// keeps in vector registers.
 #[inline]
 fn copy_channels(dst: &mut [u8], src: &[u8]) {
+    match (&mut *dst, src) {
+        ([d0], [s0]) => *d0 = *s0,
+        ([d0, d1, d2], [s0, s1, s2]) => (*d0, *d1, *d2) = (*s0, *s1, *s2),
+        _ => copy_run(dst, src),
+    }
+}
+
+#[inline]
+fn copy_run(dst: &mut [u8], src: &[u8]) {
     match src.len() {
-        1 => dst[0] = src[0],
         len if len % 16 == 0 => {
             for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
                 let block: [u8; 16] = s.try_into().expect("16 bytes");
