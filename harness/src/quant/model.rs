@@ -32,6 +32,19 @@ use crate::ir::{ConvAttrs, Graph, Node, Op, Tensor};
 /// the accumulators and the packed weights.
 const IM2COL_BLOCK_BYTES: usize = 256 * 1024;
 
+/// Per-thread buffers of the static path, kept between layers and runs: the im2col block and the i32
+/// accumulators are fully overwritten before they are read, so reusing them saves an allocation and a memset
+/// of a few hundred KB per layer.
+#[derive(Default)]
+struct Scratch {
+    cols: Vec<u8>,
+    acc: Vec<i32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
 /// A runtime value: float, or u8 with the affine parameters that give it meaning.
 #[derive(Clone, Debug)]
 enum Value {
@@ -478,11 +491,13 @@ impl QuantizedModel {
                 let shape = q.shape().to_vec();
                 let data = contiguous(&q);
                 // `gemm(rows of A) -> u8 rows of the output`, the whole static epilogue included.
-                // One accumulator block for every chunk of the layer (the GEMM overwrites it).
-                let mut acc = Vec::new();
+                // One accumulator block per thread, reused by every chunk and layer (the GEMM overwrites it).
+                let mut acc_buf = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().acc));
                 let mut run = |m: usize, a: &[u8], out: &mut [u8]| {
-                    acc.resize(m * l.n, 0);
-                    let acc = &mut acc[..m * l.n];
+                    if acc_buf.len() < m * l.n {
+                        acc_buf.resize(m * l.n, 0);
+                    }
+                    let acc = &mut acc_buf[..m * l.n];
                     self.kernels.gemm_u8i8.gemm(m, a, l.k, &l.packed, acc, l.n);
                     let row_sums = b_zps.as_ref().map(|_| row_sums_u8(a, m, l.k, l.k));
                     let zero_point_rows = b_zps.as_deref().zip(row_sums.as_deref());
@@ -517,7 +532,10 @@ impl QuantizedModel {
                         let chunk =
                             (IM2COL_BLOCK_BYTES / (pixels * l.k).max(1)).clamp(1, batch.max(1));
                         let mut out = vec![0u8; batch * pixels * l.n];
-                        let mut cols = vec![0u8; chunk * pixels * l.k];
+                        let mut cols = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().cols));
+                        if cols.len() < chunk * pixels * l.k {
+                            cols.resize(chunk * pixels * l.k, 0);
+                        }
                         for (b0, dst) in (0..batch)
                             .step_by(chunk)
                             .zip(out.chunks_mut(chunk * pixels * l.n))
@@ -528,6 +546,7 @@ impl QuantizedModel {
                             im2col_nhwc(src, images, &g, input.zero_point as u8, cols);
                             run(images * pixels, cols, dst);
                         }
+                        SCRATCH.with(|s| s.borrow_mut().cols = cols);
                         (out, vec![batch, g.out_h(), g.out_w(), l.n])
                     }
                     _ => {
@@ -546,6 +565,7 @@ impl QuantizedModel {
                         (out, out_shape)
                     }
                 };
+                SCRATCH.with(|s| s.borrow_mut().acc = acc_buf);
                 let y = ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches");
                 Ok(if nhwc {
                     Value::U8Nhwc(y, *output)
