@@ -55,6 +55,7 @@ scheme = ["symmetric", "affine"]
 [measure]
 warmup = 0
 repeats = 2
+min_time_ms = 0
 eval_batch = 50
 "#,
         csv = d.join("mnist_5k/mnist_5k.csv.gz").display(),
@@ -294,6 +295,7 @@ scheme = ["affine"]
 [measure]
 warmup = 0
 repeats = 1
+min_time_ms = 0
 "#,
         images = d.join("reference/input_pixels_u8.npy").display(),
         labels = d.join("reference/labels_i64.npy").display(),

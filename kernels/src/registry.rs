@@ -21,7 +21,7 @@ pub fn gemm_u8i8_kernels() -> &'static [&'static dyn GemmU8I8] {
         // Exact vpmaddwd on widened operands: ~160 GOPS one thread at 256x1024x1024 (DESIGN-int8-gemm.md).
         #[cfg(target_arch = "x86_64")]
         &crate::x86_64::avx2::AVX2_GEMM_U8I8,
-        // vpdpbusd 8x32: ~440 GOPS one thread at 256x1024x1024, 94 % of peak (DESIGN-int8-gemm.md).
+        // vpdpbusd 8x32: ~450 GOPS one thread at 256x1024x1024, 96 % of peak (DESIGN-int8-gemm.md).
         #[cfg(target_arch = "x86_64")]
         &crate::x86_64::avx512vnni::AVX512VNNI_GEMM_U8I8,
     ];

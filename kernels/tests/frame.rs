@@ -409,7 +409,7 @@ fn conv_output_sizes() {
 #[test]
 fn requant_epilogues_match_the_scalar_oracle_exactly() {
     use kernels::registry::requant_u8_kernels;
-    use kernels::{Kernel, RequantU8};
+    use kernels::RequantU8;
     let oracle = &kernels::reference::requant::SCALAR_REQUANT_U8;
     let mut rng = kernels::testing::Rng::new(41);
     for kernel in requant_u8_kernels() {

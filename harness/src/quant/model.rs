@@ -235,13 +235,12 @@ impl QuantizedModel {
             let Some(mut lin) = linear_from_node(graph, node, strategy, kernels, permute)? else {
                 let input = node.inputs.first().cloned().unwrap_or_default();
                 let output = node.outputs[0].clone();
-                if let Some(p) = qvals.get(&input).copied() {
-                    if matches!(
-                        node.op,
-                        Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } | Op::Reshape { .. }
-                    ) {
-                        qvals.insert(output.clone(), p);
-                    }
+                let keeps_params = matches!(
+                    node.op,
+                    Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } | Op::Reshape { .. }
+                );
+                if let Some(p) = qvals.get(&input).copied().filter(|_| keeps_params) {
+                    qvals.insert(output.clone(), p);
                 }
                 if let Some(&c) = nhwc.get(&input) {
                     match node.op {

@@ -13,11 +13,16 @@ pub struct LatencyStats {
     pub runs: usize,
 }
 
-/// Runs `f` `warmup` times untimed, then `repeats` times timed, on a pool of `threads` threads.
+/// Never more timed runs than this, whatever `min_time` asks for.
+const MAX_RUNS: usize = 100_000;
+
+/// Runs `f` `warmup` times untimed, then timed until at least `repeats` runs and `min_time` have passed, on a
+/// pool of `threads` threads.
 pub fn time_runs<F>(
     threads: usize,
     warmup: usize,
     repeats: usize,
+    min_time: std::time::Duration,
     f: F,
 ) -> Result<LatencyStats, Error>
 where
@@ -32,7 +37,10 @@ where
             f()?;
         }
         let mut samples = Vec::with_capacity(repeats);
-        for _ in 0..repeats {
+        let start = Instant::now();
+        while samples.len() < repeats.max(1)
+            || (start.elapsed() < min_time && samples.len() < MAX_RUNS)
+        {
             let t = Instant::now();
             f()?;
             samples.push(t.elapsed().as_nanos() as u64);

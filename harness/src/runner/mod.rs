@@ -433,6 +433,7 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                     target.threads,
                     suite.measure.warmup,
                     suite.measure.repeats,
+                    std::time::Duration::from_millis(suite.measure.min_time_ms),
                     || {
                         classifier
                             .logits(&model.input, batch_input.clone())

@@ -90,6 +90,7 @@ pub struct TargetDef {
 pub struct Measure {
     pub warmup: usize,
     pub repeats: usize,
+    pub min_time_ms: u64,
     pub eval_batch: usize,
 }
 
@@ -404,6 +405,7 @@ impl Validator<'_> {
             measure: Measure {
                 warmup: file.measure.warmup,
                 repeats: *file.measure.repeats.get_ref(),
+                min_time_ms: file.measure.min_time_ms,
                 eval_batch: *file.measure.eval_batch.get_ref(),
             },
             search: file.search,

@@ -214,9 +214,13 @@ pub struct MeasureSpec {
     /// Untimed runs before timing starts.
     #[serde(default = "default_warmup")]
     pub warmup: usize,
-    /// Timed runs; median and p90 are taken over them.
+    /// Timed runs at least; median and p90 are taken over them.
     #[serde(default = "default_repeats")]
     pub repeats: Spanned<usize>,
+    /// Keep timing until this many milliseconds have passed too (short trials get more runs, so their
+    /// percentiles are not a handful of cold samples).
+    #[serde(default = "default_min_time_ms")]
+    pub min_time_ms: u64,
     /// Samples per batch when computing accuracy (does not affect the timed batch).
     #[serde(default = "default_eval_batch")]
     pub eval_batch: Spanned<usize>,
@@ -227,6 +231,7 @@ impl Default for MeasureSpec {
         MeasureSpec {
             warmup: default_warmup(),
             repeats: default_repeats(),
+            min_time_ms: default_min_time_ms(),
             eval_batch: default_eval_batch(),
         }
     }
@@ -237,6 +242,9 @@ fn default_warmup() -> usize {
 }
 fn default_repeats() -> Spanned<usize> {
     Spanned::new(0..0, 30)
+}
+fn default_min_time_ms() -> u64 {
+    300
 }
 fn default_eval_batch() -> Spanned<usize> {
     Spanned::new(0..0, 250)

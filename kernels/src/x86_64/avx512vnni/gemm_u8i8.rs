@@ -83,7 +83,8 @@ impl GemmU8I8 for Avx512VnniGemmU8I8 {
         let panel_len = k.div_ceil(4) * GROUP_BYTES;
         if m == 1 {
             crate::reference::gemm_f32::assert_c(self.name(), m, n, c.len(), ldc);
-            gemv(a, k, &b.data, n, &mut c[..n]);
+            // SAFETY: the ISA was checked above, and the asserts guarantee the slices' lengths.
+            unsafe { gemv(a, k, &b.data, n, &mut c[..n]) };
             return;
         }
         drive(BLOCKING, m, n, k, c, ldc, |t, ct, ldc| {
@@ -112,7 +113,12 @@ impl GemmU8I8 for Avx512VnniGemmU8I8 {
 /// `m = 1`: one pass over B, whole depth per panel (no reuse of B to block for). With more than one thread in
 /// the pool the panels are split into one contiguous run per thread, each writing its own columns of the row
 /// in place (`drive`'s column split allocates and copies per task, which costs as much as the work here).
-fn gemv(a: &[u8], k: usize, b: &[i8], n: usize, c: &mut [i32]) {
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI must be available; `a` must hold `k` values, `b` must be this kernel's packing of a
+/// `k x n` matrix, and `c` must hold `n` values.
+unsafe fn gemv(a: &[u8], k: usize, b: &[i8], n: usize, c: &mut [i32]) {
+    debug_assert!(a.len() >= k && b.len() >= packed_len_k4(k, n, NR) && c.len() >= n);
     let panel_len = k.div_ceil(4) * GROUP_BYTES;
     let run = |first_panel: usize, out: &mut [i32]| {
         for (p, cols) in out.chunks_mut(NR).enumerate() {
@@ -127,8 +133,8 @@ fn gemv(a: &[u8], k: usize, b: &[i8], n: usize, c: &mut [i32]) {
                 first: true,
                 last: true,
             };
-            // SAFETY: the caller checked the ISA; row 0 of `a` holds `k` values (`assert_a`), the panel holds
-            // `ceil(k / 4)` k-groups (`assert_packed`), and `cols` is this panel's part of the row.
+            // SAFETY: by `gemv`'s contract: row 0 of `a` holds `k` values, the panel `ceil(k / 4)` k-groups, and
+            // `cols` is this panel's part of the row.
             unsafe { tile::<1>(a, 0, &t, &b[panel * panel_len..][..panel_len], cols, 0) };
         }
     };
