@@ -99,7 +99,8 @@ fn copy_run(dst: &mut [u8], src: &[u8]) {
 }
 
 /// Max pooling of NHWC u8 images: `rows[oy] = (first input row, taps)` and `cols[ox]` likewise give each
-/// window's valid taps (padding never wins), with dilation `(dh, dw)`. `out` is `[batch, rows.len(), cols.len(), c]`.
+/// window's valid taps (padding never wins; every window needs at least one), with dilation `(dh, dw)`. `out` is
+/// `[batch, rows.len(), cols.len(), c]`.
 #[allow(clippy::too_many_arguments)]
 pub fn max_pool_nhwc(
     input: &[u8],
@@ -123,12 +124,18 @@ pub fn max_pool_nhwc(
         for &(y0, ny) in rows {
             for &(x0, nx) in cols {
                 let dst = cells.next().expect("one cell per output pixel");
-                dst.fill(0);
+                let tap = |ky: usize, kx: usize| {
+                    let at = ((y0 + ky * dil.0) * w + x0 + kx * dil.1) * c;
+                    &src[at..at + c]
+                };
+                // The first tap seeds the cell (every window has one: callers reject all-padding windows).
+                dst.copy_from_slice(tap(0, 0));
                 for ky in 0..ny {
                     for kx in 0..nx {
-                        let at = ((y0 + ky * dil.0) * w + x0 + kx * dil.1) * c;
-                        for (d, &v) in dst.iter_mut().zip(&src[at..at + c]) {
-                            *d = (*d).max(v);
+                        if ky + kx > 0 {
+                            for (d, &v) in dst.iter_mut().zip(tap(ky, kx)) {
+                                *d = (*d).max(v);
+                            }
                         }
                     }
                 }
