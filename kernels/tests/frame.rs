@@ -408,8 +408,8 @@ fn conv_output_sizes() {
 /// SIMD tails), ReLU on and off, with and without the affine-weight row term, products far past saturation.
 #[test]
 fn requant_epilogues_match_the_scalar_oracle_exactly() {
-    use kernels::registry::requant_u8_kernels;
     use kernels::RequantU8;
+    use kernels::registry::requant_u8_kernels;
     let oracle = &kernels::reference::requant::SCALAR_REQUANT_U8;
     let mut rng = kernels::testing::Rng::new(41);
     for kernel in requant_u8_kernels() {
