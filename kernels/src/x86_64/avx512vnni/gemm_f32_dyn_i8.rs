@@ -4,11 +4,11 @@
 //! for `k <= 33_025`.
 //!
 //! Passes over A:
-//! 1. min/max of the finite values ([`min_max_rows`]; rows last to first so that the first rows are still in
+//! 1. min/max of the finite values (`min_max_rows`; rows last to first so that the first rows are still in
 //!    L2 afterwards), giving `(scale, zero_point)` by [`dynamic_qparams`]: a per-tensor scale needs the whole
 //!    range before any value is quantized;
 //! 2. rows in blocks of [`MB`]: while the register tiles of block `b` run (bound by `vpdpbusd`), each k-group
-//!    iteration of the full-height tiles also quantizes one 16-value vector of block `b + 1` ([`QuantJob`]),
+//!    iteration of the full-height tiles also quantizes one 16-value vector of block `b + 1` (`QuantJob`),
 //!    into the other of two `u8` buffers, whose rows are zero-padded to a multiple of 4 so tiles need no
 //!    ragged-depth path. Interleaved this way a vector costs about 2.2 cycles on top of the GEMM's 16 per
 //!    k-group, against 5.6 in a separate pass (Zen 4 dev box: microbenchmark, and 3136x576x64 end to end).

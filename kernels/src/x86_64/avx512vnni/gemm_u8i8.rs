@@ -6,8 +6,8 @@
 //!
 //! Edges: ragged `k` reads B's zero padding and copies A's last 1-3 bytes of a row into a zeroed 4-byte word (so
 //! nothing past the slice is read); ragged `n` uses masked loads and stores; ragged `m` dispatches to tiles of
-//! fewer rows; `k = 0` stores zeros. `m = 1` ([`gemv`]) takes the whole depth per panel and splits panels over
-//! threads itself; one-row tiles keep four k-groups in flight (8 accumulators, see [`accumulate`]) so the B
+//! fewer rows; `k = 0` stores zeros. `m = 1` (`gemv`) takes the whole depth per panel and splits panels over
+//! threads itself; one-row tiles keep four k-groups in flight (8 accumulators, see `accumulate`) so the B
 //! stream from L2 is not latency bound.
 //!
 //! Sums wrap in `i32` like the reference; they are exact for `k <= 65_793`.
