@@ -343,6 +343,30 @@ fn im2col_gemm_matches_direct_conv_f32() {
     }
 }
 
+/// The transposed lowering holds exactly the same values as `im2col`, row for column, on every test geometry
+/// (padding, stride 2, dilation 2, ragged sizes).
+#[test]
+fn im2col_kn_is_the_transpose_of_im2col() {
+    let mut rng = Rng::new(29);
+    for g in geometries() {
+        let (rows, k) = (g.out_h() * g.out_w(), g.k());
+        let input = rng.f32s(g.c_in * g.h * g.w);
+        let mut cols = vec![f32::NAN; rows * k];
+        im2col(&input, &g, 0.0, &mut cols);
+        let mut cols_t = vec![f32::NAN; k * rows];
+        frame::conv::im2col_kn(&input, &g, &mut cols_t);
+        for r in 0..k {
+            for p in 0..rows {
+                assert_eq!(
+                    cols_t[r * rows + p].to_bits(),
+                    cols[p * k + r].to_bits(),
+                    "{g:?} tap {r} pixel {p}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn im2col_gemm_matches_direct_conv_u8_with_zero_point_padding() {
     let mut rng = Rng::new(29);

@@ -3,7 +3,7 @@
 //! sizes), max-pooling over any ordered element type, and f32 Conv / Gemm / MatMul lowered onto the
 //! kernels crate's packed GEMM. Functions validate shapes and return [`OpError`]; callers add the node.
 
-use kernels::frame::conv::{Conv2dGeom, im2col};
+use kernels::frame::conv::{Conv2dGeom, im2col_kn};
 use kernels::{GemmF32, PackedB};
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, Axis, Ix2, IxDyn, Zip};
 use rayon::prelude::*;
@@ -402,19 +402,24 @@ pub struct PackedConvWeights {
     pub c_in_per_group: usize,
     pub group: usize,
     pub kernel_shape: [usize; 2],
-    pub groups: Vec<PackedB<f32>>,
+    /// Per group, `[c_out / group, c_in_per_group * kh * kw]` row-major: the GEMM's left operand.
+    pub groups: Vec<Vec<f32>>,
 }
 
 impl PackedConvWeights {
-    pub fn new(w: ArrayViewD<f32>, attrs: &ConvAttrs, gemm: &dyn GemmF32) -> Result<Self, OpError> {
+    pub fn new(
+        w: ArrayViewD<f32>,
+        attrs: &ConvAttrs,
+        _gemm: &dyn GemmF32,
+    ) -> Result<Self, OpError> {
         let (c_out, cpg) = check_conv_weights(w.shape(), attrs)?;
         let w = w.as_standard_layout();
-        let (k, n) = (
-            cpg * attrs.kernel_shape[0] * attrs.kernel_shape[1],
-            c_out / attrs.group,
-        );
-        let groups = (0..attrs.group)
-            .map(|g| gemm.pack_b(&conv_weight_matrix(&w.view(), attrs.group, g), k, n))
+        let flat = w.as_slice().expect("standard layout");
+        let per_group = flat.len() / attrs.group;
+        let groups = flat
+            .chunks_exact(per_group.max(1))
+            .take(attrs.group)
+            .map(<[f32]>::to_vec)
             .collect();
         Ok(PackedConvWeights {
             c_out,
@@ -426,8 +431,9 @@ impl PackedConvWeights {
     }
 }
 
-/// 2-D convolution, NCHW input, f32. Per image and group: im2col to `[out_h*out_w, K]`, one GEMM with
-/// `M = out_h*out_w`, `K = c_in_per_group*kh*kw`, `N = c_out/group`, then bias and the NCHW write-back.
+/// 2-D convolution, NCHW input, f32. Per image and group: the transposed im2col `[K, out_h*out_w]` packed as
+/// the GEMM's right operand, the weights `[c_out/group, K]` as its left: the product is the output planes in
+/// NCHW order, so there is no write-back transpose.
 /// Images run in parallel on the current rayon pool; each image's result does not depend on the pool.
 pub fn conv2d_f32(
     x: ArrayViewD<f32>,
@@ -482,17 +488,19 @@ pub fn conv2d_f32(
         .par_chunks_mut(w.c_out * m)
         .enumerate()
         .for_each_init(
-            || (vec![0f32; m * k], vec![0f32; m * ng]),
-            |(cols, acc), (img, dst)| {
+            || vec![0f32; k * m],
+            |cols, (img, dst)| {
                 let image = &src[img * image_in..][..image_in];
-                for (g, packed) in w.groups.iter().enumerate() {
-                    im2col(&image[g * group_in..][..group_in], &geom, 0.0, cols);
-                    gemm.gemm(m, cols, k, packed, acc, ng);
-                    for o in 0..ng {
-                        let ch = g * ng + o;
-                        let b = bias.map_or(0.0, |b| b[ch]);
-                        for (d, row) in dst[ch * m..][..m].iter_mut().zip(acc.chunks_exact(ng)) {
-                            *d = row[o] + b;
+                for (g, weights) in w.groups.iter().enumerate() {
+                    // [ng, K] x [K, pixels] = this group's NCHW output planes, written in place.
+                    im2col_kn(&image[g * group_in..][..group_in], &geom, cols);
+                    let packed = gemm.pack_b(cols, k, m);
+                    let planes = &mut dst[g * ng * m..(g + 1) * ng * m];
+                    gemm.gemm(ng, weights, k, &packed, planes, m);
+                    if let Some(b) = bias {
+                        for (plane, &b) in planes.chunks_exact_mut(m).zip(&b[g * ng..(g + 1) * ng])
+                        {
+                            plane.iter_mut().for_each(|v| *v += b);
                         }
                     }
                 }

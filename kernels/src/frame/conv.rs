@@ -129,3 +129,49 @@ pub fn im2col<T: Copy>(input: &[T], g: &Conv2dGeom, pad_value: T, out: &mut [T])
         }
     }
 }
+
+/// im2col transposed: `out` is `[c_in*kh*kw, out_h*out_w]`, row `(c*kh + ky)*kw + kx` holding that tap for every
+/// output pixel. With the weights as the GEMM's left operand (`[c_out, K] x [K, pixels]`) the product is the NCHW
+/// output itself, and each row is built from runs of one input row (contiguous for stride 1), so neither the
+/// lowering nor the write-back gathers single elements.
+pub fn im2col_kn(input: &[f32], g: &Conv2dGeom, out: &mut [f32]) {
+    let (oh, ow, k) = (g.out_h(), g.out_w(), g.k());
+    let plane = g.h * g.w;
+    let m = oh * ow;
+    assert!(input.len() >= g.c_in * plane, "im2col_kn: input too short");
+    assert!(out.len() >= k * m, "im2col_kn: out too short");
+    if m == 0 {
+        return;
+    }
+    for (r, row) in out.chunks_exact_mut(m).take(k).enumerate() {
+        let (c, ky, kx) = (r / (g.kh * g.kw), r / g.kw % g.kh, r % g.kw);
+        let channel = &input[c * plane..(c + 1) * plane];
+        // Output columns whose input column is inside the image: ox in [x_lo, x_hi).
+        let off = kx * g.dil_w;
+        let x_lo = g.pad_left.saturating_sub(off).div_ceil(g.stride_w).min(ow);
+        let x_hi = (g.w + g.pad_left)
+            .saturating_sub(off)
+            .div_ceil(g.stride_w)
+            .clamp(x_lo, ow);
+        for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
+            let iy = (oy * g.stride_h + ky * g.dil_h)
+                .checked_sub(g.pad_top)
+                .filter(|&y| y < g.h);
+            let Some(y) = iy else {
+                dst.fill(0.0);
+                continue;
+            };
+            let line = &channel[y * g.w..(y + 1) * g.w];
+            dst[..x_lo].fill(0.0);
+            dst[x_hi..].fill(0.0);
+            let x0 = x_lo * g.stride_w + off - g.pad_left;
+            if g.stride_w == 1 {
+                dst[x_lo..x_hi].copy_from_slice(&line[x0..x0 + (x_hi - x_lo)]);
+            } else {
+                for (d, x) in dst[x_lo..x_hi].iter_mut().zip((x0..).step_by(g.stride_w)) {
+                    *d = line[x];
+                }
+            }
+        }
+    }
+}
