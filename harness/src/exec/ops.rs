@@ -354,23 +354,6 @@ pub fn conv_geom(
     })
 }
 
-/// Conv weights (OIHW) of group `g` as the row-major `[K, N]` GEMM right-hand side, with
-/// `K = c_in_per_group * kh * kw` (row `(c * kh + ky) * kw + kx`, the im2col column order) and
-/// `N = c_out / group`. `w` must be 4-D with `c_out` divisible by `group` (see [`check_conv_weights`]).
-pub fn conv_weight_matrix<T: Copy>(w: &ArrayViewD<T>, group: usize, g: usize) -> Vec<T> {
-    let s = w.shape();
-    let (n, cpg, kh, kw) = (s[0] / group, s[1], s[2], s[3]);
-    let mut out = Vec::with_capacity(cpg * kh * kw * n);
-    for c in 0..cpg {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                out.extend((0..n).map(|o| w[[g * n + o, c, ky, kx].as_slice()]));
-            }
-        }
-    }
-    out
-}
-
 /// Validates OIHW conv weights against the attributes; returns `(c_out, c_in_per_group)`.
 pub fn check_conv_weights(w_shape: &[usize], attrs: &ConvAttrs) -> Result<(usize, usize), OpError> {
     let &[c_out, cpg, kh, kw] = w_shape else {
@@ -395,7 +378,8 @@ pub fn check_conv_weights(w_shape: &[usize], attrs: &ConvAttrs) -> Result<(usize
     Ok((c_out, cpg))
 }
 
-/// Conv weights packed once for a GEMM kernel: one `[K, N]` matrix per group (see [`conv_weight_matrix`]).
+/// Conv weights laid out once for the GEMM: per group, the OIHW slice as a row-major `[c_out / group, K]`
+/// left operand (`K = c_in_per_group * kh * kw`, row order `(c * kh + ky) * kw + kx`, the im2col order).
 #[derive(Clone, Debug)]
 pub struct PackedConvWeights {
     pub c_out: usize,
@@ -407,11 +391,7 @@ pub struct PackedConvWeights {
 }
 
 impl PackedConvWeights {
-    pub fn new(
-        w: ArrayViewD<f32>,
-        attrs: &ConvAttrs,
-        _gemm: &dyn GemmF32,
-    ) -> Result<Self, OpError> {
+    pub fn new(w: ArrayViewD<f32>, attrs: &ConvAttrs) -> Result<Self, OpError> {
         let (c_out, cpg) = check_conv_weights(w.shape(), attrs)?;
         let w = w.as_standard_layout();
         let flat = w.as_slice().expect("standard layout");
@@ -1007,13 +987,13 @@ mod tests {
                 seed + 10,
             );
             let b: Vec<f32> = (0..8).map(|i| i as f32 * 0.1).collect();
-            let packed = PackedConvWeights::new(w.view(), a, gemm()).unwrap();
+            let packed = PackedConvWeights::new(w.view(), a).unwrap();
             let y = conv2d_f32(x.view(), &packed, Some(&b), a, gemm()).unwrap();
             let k = w.shape()[1..].iter().product::<usize>() + 1; // + bias
             assert_close(&y, &naive_conv(&x, &w, &b, a), k);
         }
         let a = &cases[0];
-        let packed = PackedConvWeights::new(pseudo(&[8, 4, 3, 3], 0).view(), a, gemm()).unwrap();
+        let packed = PackedConvWeights::new(pseudo(&[8, 4, 3, 3], 0).view(), a).unwrap();
         let err =
             conv2d_f32(pseudo(&[1, 3, 5, 5], 0).view(), &packed, None, a, gemm()).unwrap_err();
         assert!(
@@ -1024,7 +1004,7 @@ mod tests {
             group: 3,
             ..a.clone()
         };
-        assert!(PackedConvWeights::new(pseudo(&[8, 4, 3, 3], 0).view(), &bad, gemm()).is_err());
+        assert!(PackedConvWeights::new(pseudo(&[8, 4, 3, 3], 0).view(), &bad).is_err());
     }
 
     #[test]

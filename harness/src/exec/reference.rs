@@ -117,7 +117,7 @@ impl Fp32Executor {
                     }
                     match constant(1) {
                         Some((slot, w)) => Prepared::Conv(Some(
-                            PackedConvWeights::new(const_f32(node, slot, w)?, attrs, gemm)
+                            PackedConvWeights::new(const_f32(node, slot, w)?, attrs)
                                 .map_err(op_err)?,
                         )),
                         None => Prepared::Conv(None),
@@ -250,7 +250,7 @@ impl Fp32Executor {
                     Some(w) => w,
                     None => {
                         let w = self.f32_in(env, i, node, 1)?;
-                        runtime_w = PackedConvWeights::new(w, attrs, gemm).map_err(op_err)?;
+                        runtime_w = PackedConvWeights::new(w, attrs).map_err(op_err)?;
                         &runtime_w
                     }
                 };
