@@ -113,6 +113,18 @@ fn load_suite(path: Option<&Path>) -> Result<Suite, Error> {
     })
 }
 
+/// Prepares (every input error surfaces here) and runs every trial of `suite`.
+fn run_suite(suite: Suite, results_dir: PathBuf, quiet: bool) -> Result<runner::RunOutcome, Error> {
+    let prepared = Prepared::new(suite, !quiet)?;
+    runner::run(
+        &prepared,
+        &RunOptions {
+            results_dir,
+            progress: !quiet,
+        },
+    )
+}
+
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Run {
@@ -120,15 +132,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             results_dir,
             quiet,
         } => {
-            let suite = load_suite(suite.as_deref())?;
-            let prepared = Prepared::new(suite, !quiet)?;
-            let outcome = runner::run(
-                &prepared,
-                &RunOptions {
-                    results_dir,
-                    progress: !quiet,
-                },
-            )?;
+            let outcome = run_suite(load_suite(suite.as_deref())?, results_dir, quiet)?;
             let rows: Vec<_> = outcome.rows.iter().collect();
             println!("{}", summary_table(&rows));
             println!("results: {}", outcome.csv.display());
@@ -145,14 +149,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let (rows, suite_search) = if from.is_empty() {
                 let suite = load_suite(suite.as_deref())?;
                 let search = (suite.search.objective, suite.search.max_accuracy_drop);
-                let prepared = Prepared::new(suite, !quiet)?;
-                let outcome = runner::run(
-                    &prepared,
-                    &RunOptions {
-                        results_dir,
-                        progress: !quiet,
-                    },
-                )?;
+                let outcome = run_suite(suite, results_dir, quiet)?;
                 eprintln!("results: {}", outcome.csv.display());
                 (outcome.rows, Some(search))
             } else {
