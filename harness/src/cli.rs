@@ -155,7 +155,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             } else {
                 let mut rows = Vec::new();
                 for path in &from {
-                    rows.extend(read_rows(path)?);
+                    // A results file the user names is input: a bad one exits 2 like a bad suite.
+                    rows.extend(read_rows(path).map_err(|e| Error::Usage(e.to_string()))?);
                 }
                 (rows, None)
             };

@@ -1,5 +1,8 @@
 //! The `harness` binary: parse arguments, run the command, print one error line and exit with its code
 //! (1: failure while running, 2: bad input).
+//!
+//! Library errors already carry their causes in their one-line message (file, line, key, node, op), so the
+//! message is printed as is; walking the source chain as well would print each cause twice.
 
 mod cli;
 
@@ -8,8 +11,7 @@ use clap::Parser;
 fn main() {
     let cli = cli::Cli::parse();
     if let Err(e) = cli::run(cli) {
-        let code = e.exit_code();
-        eprintln!("error: {:#}", anyhow::Error::from(e));
-        std::process::exit(code);
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
     }
 }
