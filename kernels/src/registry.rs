@@ -138,26 +138,33 @@ pub struct KernelSet {
 }
 
 impl KernelSet {
-    /// `isa=<resolved> gemm_u8i8=<name> gemm_f32=<name> gemm_f32w8=<name>`.
+    /// Every kernel of the set, one per op, as `(op, kernel)`.
+    pub fn all(&self) -> [(&'static str, &'static dyn Kernel); 8] {
+        [
+            ("gemm_u8i8", self.gemm_u8i8 as &dyn Kernel),
+            ("gemm_f32", self.gemm_f32),
+            ("gemm_f32w8", self.gemm_f32_w8),
+            ("gemm_bf16", self.gemm_bf16),
+            ("gemm_f16w", self.gemm_f16w),
+            ("gemm_w4", self.gemm_w4),
+            ("gemm_f32_dyn_i8", self.gemm_f32_dyn_i8),
+            ("requant_u8", self.requant_u8),
+        ]
+    }
+
+    /// `isa=<resolved> gemm_u8i8=<name> gemm_f32=<name> ...`, every op of the set.
     pub fn describe(&self) -> String {
-        format!(
-            "isa={} gemm_u8i8={} gemm_f32={} gemm_f32w8={}",
-            self.isa_requested,
-            self.gemm_u8i8.name(),
-            self.gemm_f32.name(),
-            self.gemm_f32_w8.name()
-        )
+        let mut s = format!("isa={}", self.isa_requested);
+        for (op, k) in self.all() {
+            s.push_str(&format!(" {op}={}", k.name()));
+        }
+        s
     }
 }
 
 impl fmt::Debug for KernelSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KernelSet")
-            .field("isa_requested", &self.isa_requested)
-            .field("gemm_u8i8", &self.gemm_u8i8.name())
-            .field("gemm_f32", &self.gemm_f32.name())
-            .field("gemm_f32_w8", &self.gemm_f32_w8.name())
-            .finish()
+        f.write_str(&self.describe())
     }
 }
 

@@ -201,7 +201,6 @@ enum Step {
 /// A model quantized with one [`LinearStrategy`], ready to run.
 pub struct QuantizedModel {
     pub(crate) strategy: LinearStrategy,
-    inputs: Vec<String>,
     outputs: Vec<String>,
     steps: Vec<Step>,
     /// Constants the remaining float nodes read (reshape targets, biases of float nodes).
@@ -312,7 +311,6 @@ impl QuantizedModel {
             .collect();
         Ok(QuantizedModel {
             strategy,
-            inputs: graph.inputs.iter().map(|v| v.name.clone()).collect(),
             outputs: graph.outputs.iter().map(|v| v.name.clone()).collect(),
             steps,
             constants,
@@ -419,11 +417,6 @@ impl QuantizedModel {
                 Ok((name.clone(), v.to_tensor()?))
             })
             .collect()
-    }
-
-    /// The graph input names.
-    pub fn input_names(&self) -> &[String] {
-        &self.inputs
     }
 
     fn run_linear(&self, l: &QLinear, x: Value) -> Result<Value, QuantError> {

@@ -501,22 +501,13 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
     })
 }
 
-/// The ISA of the kernels that ran: the highest among them (all of one set share it today).
+/// The ISAs of the kernels that ran (`+`-joined when they differ).
 fn kernel_isa(kernels: &KernelSet, names: &[&'static str]) -> String {
-    let all = [
-        (kernels.gemm_u8i8.name(), kernels.gemm_u8i8.isa()),
-        (kernels.gemm_f32.name(), kernels.gemm_f32.isa()),
-        (kernels.gemm_f32_w8.name(), kernels.gemm_f32_w8.isa()),
-    ];
-    let isas: std::collections::BTreeSet<kernels::Isa> = all
+    let isas: std::collections::BTreeSet<kernels::Isa> = kernels
+        .all()
         .iter()
-        .filter(|(n, _)| names.contains(n))
-        .map(|(_, isa)| *isa)
+        .filter(|(_, k)| names.contains(&k.name()))
+        .map(|(_, k)| k.isa())
         .collect();
     isas.iter().map(|i| i.name()).collect::<Vec<_>>().join("+")
-}
-
-/// The default results folder: `results/` under the current directory.
-pub fn default_results_dir() -> PathBuf {
-    Path::new("results").to_path_buf()
 }
