@@ -197,12 +197,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                         "dispatch:  {} (explicit suite/CLI isa > QH_ISA > CPU detection)",
                         set.isa_requested
                     );
-                    println!(
-                        "selected:  {}, {}, {}",
-                        set.gemm_u8i8.name(),
-                        set.gemm_f32.name(),
-                        set.gemm_f32_w8.name()
-                    );
+                    for (op, k) in set.all() {
+                        println!("selected:  {op:<16} {}", k.name());
+                    }
                 }
                 Err(e) => println!("dispatch:  error: {e}"),
             }
