@@ -63,6 +63,41 @@ pub trait RequantU8: Kernel {
     );
 }
 
+/// The static requantization of one layer, per output column `j` (slices of length `n`): `offset[j]` (bias in
+/// accumulator units plus the activation zero point times the weight column sums), `mult[j] = s_in * s_w[j] /
+/// s_out`, and for affine weights `zero_point_rows = Some((b_zp, row_sums))` (`row_sums` has one entry per row of
+/// A). Arithmetic and rounding are [`frame::nhwc::requantize_u8_f32`]'s.
+#[derive(Clone, Copy, Debug)]
+pub struct Requant<'a> {
+    pub offset: &'a [i32],
+    pub zero_point_rows: Option<(&'a [i32], &'a [i32])>,
+    pub mult: &'a [f32],
+    pub out_zp: i32,
+    /// ReLU fused: outputs clamp at `out_zp` (real 0) instead of 0.
+    pub relu: bool,
+}
+
+/// The static int8 layer in one call: `out[m x n] (u8) = requant(A[m x k] (u8) * B[k x n] (i8))`, with
+/// [`Requant`]'s arithmetic. A kernel may requantize straight from the accumulator registers (no i32 matrix in
+/// memory) or compose a GEMM and a [`RequantU8`] over row blocks that stay in cache; either way the bytes are
+/// the scalar oracle's. Splits rows over the current rayon pool like [`GemmU8I8`].
+pub trait GemmU8I8Requant: Kernel {
+    /// Packs row-major `b` (`k x n`).
+    fn pack_b(&self, b: &[i8], k: usize, n: usize) -> PackedB<i8>;
+    /// `a` is row-major with `lda >= k`; `out` row-major with `ldo >= n`; `out` is overwritten.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_requant(
+        &self,
+        m: usize,
+        a: &[u8],
+        lda: usize,
+        b: &PackedB<i8>,
+        rq: &Requant<'_>,
+        out: &mut [u8],
+        ldo: usize,
+    );
+}
+
 /// Integer GEMM: `C[m x n] (i32) = A[m x k] (u8) * B[k x n] (i8)`, no zero points (they are compensated
 /// outside the micro-kernel with row and column sums, see [`frame::requant`]). Accumulation is exact i32.
 /// Splits rows over the current rayon pool when it has more than one thread and `m` is large enough.

@@ -121,6 +121,21 @@ pub fn requant_u8_kernels() -> &'static [&'static dyn crate::RequantU8] {
     TABLE
 }
 
+/// The kernels registered for [`GemmU8I8Requant`](crate::GemmU8I8Requant) (the static int8 layer), lowest ISA
+/// first.
+pub fn gemm_u8i8_requant_kernels() -> &'static [&'static dyn crate::GemmU8I8Requant] {
+    static TABLE: &[&dyn crate::GemmU8I8Requant] = &[
+        &reference::requant::SCALAR_GEMM_U8I8_REQUANT,
+        &crate::generic::requant::GENERIC_GEMM_U8I8_REQUANT,
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::epilogue::AVX2_GEMM_U8I8_REQUANT,
+        // Requantized in registers, no i32 matrix in memory (DESIGN-int8-gemm.md).
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::avx512vnni::AVX512VNNI_GEMM_U8I8_REQUANT,
+    ];
+    TABLE
+}
+
 /// One kernel per op, chosen together by [`select`]. Result rows record [`KernelSet::describe`].
 #[derive(Clone, Copy)]
 pub struct KernelSet {
@@ -135,11 +150,12 @@ pub struct KernelSet {
     pub gemm_w4: &'static dyn crate::GemmW4,
     pub gemm_f32_dyn_i8: &'static dyn crate::GemmF32DynI8,
     pub requant_u8: &'static dyn crate::RequantU8,
+    pub gemm_u8i8_requant: &'static dyn crate::GemmU8I8Requant,
 }
 
 impl KernelSet {
     /// Every kernel of the set, one per op, as `(op, kernel)`.
-    pub fn all(&self) -> [(&'static str, &'static dyn Kernel); 8] {
+    pub fn all(&self) -> [(&'static str, &'static dyn Kernel); 9] {
         [
             ("gemm_u8i8", self.gemm_u8i8 as &dyn Kernel),
             ("gemm_f32", self.gemm_f32),
@@ -149,6 +165,7 @@ impl KernelSet {
             ("gemm_w4", self.gemm_w4),
             ("gemm_f32_dyn_i8", self.gemm_f32_dyn_i8),
             ("requant_u8", self.requant_u8),
+            ("gemm_u8i8_requant", self.gemm_u8i8_requant),
         ]
     }
 
@@ -182,6 +199,7 @@ pub fn select(requested: Option<Isa>) -> Result<KernelSet, KernelError> {
         gemm_w4: pick(gemm_w4_kernels(), isa),
         gemm_f32_dyn_i8: pick(gemm_f32_dyn_i8_kernels(), isa),
         requant_u8: pick(requant_u8_kernels(), isa),
+        gemm_u8i8_requant: pick(gemm_u8i8_requant_kernels(), isa),
     })
 }
 
@@ -214,6 +232,11 @@ pub fn available_kernels() -> Vec<(&'static str, &'static str, Isa, bool)> {
             .map(|k| row("gemm_f32_dyn_i8", *k)),
     );
     rows.extend(requant_u8_kernels().iter().map(|k| row("requant_u8", *k)));
+    rows.extend(
+        gemm_u8i8_requant_kernels()
+            .iter()
+            .map(|k| row("gemm_u8i8_requant", *k)),
+    );
     rows
 }
 
@@ -239,6 +262,7 @@ mod tests {
         check(gemm_u8i8_kernels());
         check(gemm_f32_kernels());
         check(gemm_f32w8_kernels());
+        check(gemm_u8i8_requant_kernels());
     }
 
     #[test]

@@ -18,8 +18,9 @@ use kernels::frame::quantize::{dequantize_u8, min_max, quantize_u8};
 use kernels::frame::requant::{
     col_sums_i8, compensate_zero_points, dequantize_acc_f32, row_sums_u8,
 };
-use kernels::{KernelSet, PackedB};
+use kernels::{KernelSet, PackedB, Requant};
 use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
+use rayon::prelude::*;
 use strategies::{ActParams, QParams, activation_params_u8, quantize_weights_i8, weight_params_i8};
 
 use super::QuantError;
@@ -32,13 +33,11 @@ use crate::ir::{ConvAttrs, Graph, Node, Op, Tensor};
 /// the accumulators and the packed weights.
 const IM2COL_BLOCK_BYTES: usize = 256 * 1024;
 
-/// Per-thread buffers of the static path, kept between layers and runs: the im2col block and the i32
-/// accumulators are fully overwritten before they are read, so reusing them saves an allocation and a memset
-/// of a few hundred KB per layer.
+/// Per-thread buffers of the static path, kept between layers and runs: the im2col block is fully overwritten
+/// before it is read, so reusing it saves an allocation and a memset of a few hundred KB per layer.
 #[derive(Default)]
 struct Scratch {
     cols: Vec<u8>,
-    acc: Vec<i32>,
 }
 
 thread_local! {
@@ -327,8 +326,7 @@ impl QuantizedModel {
                     LinearMode::WeightOnly => names.insert(self.kernels.gemm_f32_w8.name()),
                     LinearMode::Dynamic => names.insert(self.kernels.gemm_u8i8.name()),
                     LinearMode::Static { .. } => {
-                        names.insert(self.kernels.requant_u8.name());
-                        names.insert(self.kernels.gemm_u8i8.name())
+                        names.insert(self.kernels.gemm_u8i8_requant.name())
                     }
                 };
             }
@@ -482,29 +480,18 @@ impl QuantizedModel {
                 let q = to_static_input(x, *input, nhwc)?;
                 let shape = q.shape().to_vec();
                 let data = contiguous(&q);
-                // `gemm(rows of A) -> u8 rows of the output`, the whole static epilogue included.
-                // One accumulator block per thread, reused by every chunk and layer (the GEMM overwrites it).
-                let mut acc_buf = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().acc));
-                let mut run = |m: usize, a: &[u8], out: &mut [u8]| {
-                    if acc_buf.len() < m * l.n {
-                        acc_buf.resize(m * l.n, 0);
-                    }
-                    let acc = &mut acc_buf[..m * l.n];
-                    self.kernels.gemm_u8i8.gemm(m, a, l.k, &l.packed, acc, l.n);
+                // `rows of A -> u8 rows of the output`: the whole static layer, epilogue included, in one kernel.
+                let layer = self.kernels.gemm_u8i8_requant;
+                let run = |m: usize, a: &[u8], out: &mut [u8]| {
                     let row_sums = b_zps.as_ref().map(|_| row_sums_u8(a, m, l.k, l.k));
-                    let zero_point_rows = b_zps.as_deref().zip(row_sums.as_deref());
-                    self.kernels.requant_u8.requantize(
-                        acc,
-                        m,
-                        l.n,
-                        l.n,
+                    let rq = Requant {
                         offset,
-                        zero_point_rows,
+                        zero_point_rows: b_zps.as_deref().zip(row_sums.as_deref()),
                         mult,
-                        output.zero_point,
-                        l.relu,
-                        out,
-                    );
+                        out_zp: output.zero_point,
+                        relu: l.relu,
+                    };
+                    layer.gemm_requant(m, a, l.k, &l.packed, &rq, out, l.n);
                 };
                 let (out, out_shape) = match &l.shape {
                     LinearShape::ConvNhwc(attrs) => {
@@ -520,25 +507,37 @@ impl QuantizedModel {
                             ));
                         }
                         let pixels = g.out_h() * g.out_w();
-                        // Lower a few images at a time so the im2col block and the accumulators stay in L2.
-                        let chunk =
-                            (IM2COL_BLOCK_BYTES / (pixels * l.k).max(1)).clamp(1, batch.max(1));
+                        // Lower a few images at a time so the im2col block stays in L2; with several threads,
+                        // at least one block per thread (each lowers and multiplies its own images).
+                        let threads = rayon::current_num_threads();
+                        let chunk = (IM2COL_BLOCK_BYTES / (pixels * l.k).max(1))
+                            .clamp(1, batch.max(1))
+                            .min(batch.div_ceil(threads).max(1));
                         let mut out = vec![0u8; batch * pixels * l.n];
-                        let mut cols = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().cols));
-                        if cols.len() < chunk * pixels * l.k {
-                            cols.resize(chunk * pixels * l.k, 0);
+                        let image = h * w * c_in;
+                        let lower = |b0: usize, dst: &mut [u8]| {
+                            let images = dst.len() / (pixels * l.n).max(1);
+                            let src = &data[b0 * image..(b0 + images) * image];
+                            let mut cols =
+                                SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().cols));
+                            if cols.len() < images * pixels * l.k {
+                                cols.resize(images * pixels * l.k, 0);
+                            }
+                            let cols_block = &mut cols[..images * pixels * l.k];
+                            im2col_nhwc(src, images, &g, input.zero_point as u8, cols_block);
+                            run(images * pixels, cols_block, dst);
+                            SCRATCH.with(|s| s.borrow_mut().cols = cols);
+                        };
+                        let block = chunk * pixels * l.n;
+                        if threads > 1 && batch > chunk && block > 0 {
+                            out.par_chunks_mut(block)
+                                .enumerate()
+                                .for_each(|(i, dst)| lower(i * chunk, dst));
+                        } else if block > 0 {
+                            for (i, dst) in out.chunks_mut(block).enumerate() {
+                                lower(i * chunk, dst);
+                            }
                         }
-                        for (b0, dst) in (0..batch)
-                            .step_by(chunk)
-                            .zip(out.chunks_mut(chunk * pixels * l.n))
-                        {
-                            let images = chunk.min(batch - b0);
-                            let src = &data[b0 * h * w * c_in..(b0 + images) * h * w * c_in];
-                            let cols = &mut cols[..images * pixels * l.k];
-                            im2col_nhwc(src, images, &g, input.zero_point as u8, cols);
-                            run(images * pixels, cols, dst);
-                        }
-                        SCRATCH.with(|s| s.borrow_mut().cols = cols);
                         (out, vec![batch, g.out_h(), g.out_w(), l.n])
                     }
                     _ => {
@@ -557,7 +556,6 @@ impl QuantizedModel {
                         (out, out_shape)
                     }
                 };
-                SCRATCH.with(|s| s.borrow_mut().acc = acc_buf);
                 let y = ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches");
                 Ok(if nhwc {
                     Value::U8Nhwc(y, *output)
@@ -1032,7 +1030,8 @@ fn linear_from_node(
     let flat: Vec<i8> = weights.iter().copied().collect();
     let packed = match strategy.act {
         ActMode::WeightOnly => kernels.gemm_f32_w8.pack_b(&flat, k, n),
-        _ => kernels.gemm_u8i8.pack_b(&flat, k, n),
+        ActMode::Static => kernels.gemm_u8i8_requant.pack_b(&flat, k, n),
+        ActMode::Dynamic => kernels.gemm_u8i8.pack_b(&flat, k, n),
     };
     Ok(Some(QLinear {
         name: node.name.clone(),

@@ -5,6 +5,7 @@
 
 pub mod conv;
 pub mod gemm;
+pub mod gemm_requant;
 pub mod nhwc;
 pub mod pack;
 pub mod quantize;

@@ -17,10 +17,11 @@ use super::conv::Conv2dGeom;
 /// `pad_value` (the activation zero point).
 pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, out: &mut [u8]) {
     let (oh, ow) = (g.out_h(), g.out_w());
-    let c = g.c_in;
-    let k = g.kh * g.kw * c;
-    let image = g.h * g.w * c;
-    assert!(input.len() >= batch * image, "im2col_nhwc: input too short");
+    let k = g.k();
+    assert!(
+        input.len() >= batch * g.h * g.w * g.c_in,
+        "im2col_nhwc: input too short"
+    );
     assert!(
         out.len() >= batch * oh * ow * k,
         "im2col_nhwc: out too short"
@@ -28,6 +29,31 @@ pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, ou
     if k == 0 {
         return;
     }
+    // The run of one kernel row inside the image is `kw * c` contiguous bytes; a compile-time length turns
+    // each copy into a few moves instead of a call. 3 is a 3x3 kernel on one channel (a grayscale first layer),
+    // where a copy per run costs more than the bytes it moves.
+    match g.kw * g.c_in {
+        3 => lower::<3>(input, batch, g, pad_value, out),
+        9 => lower::<9>(input, batch, g, pad_value, out),
+        _ => lower::<0>(input, batch, g, pad_value, out),
+    }
+}
+
+/// [`im2col_nhwc`] with the dense run length `RUN` fixed at compile time (0: read it from `g`).
+#[inline(always)]
+fn lower<const RUN: usize>(
+    input: &[u8],
+    batch: usize,
+    g: &Conv2dGeom,
+    pad_value: u8,
+    out: &mut [u8],
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let c = g.c_in;
+    let k = g.k();
+    let image = g.h * g.w * c;
+    let run = if RUN > 0 { RUN } else { g.kw * c };
+    debug_assert_eq!(run, g.kw * c);
     // Input coordinate of every (output position, tap) pair, or None in the padding, computed once per call.
     let coords =
         |out_len: usize, taps: usize, stride: usize, dil: usize, pad: usize, len: usize| {
@@ -40,29 +66,44 @@ pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, ou
         };
     let ys = coords(oh, g.kh, g.stride_h, g.dil_h, g.pad_top, g.h);
     let xs = coords(ow, g.kw, g.stride_w, g.dil_w, g.pad_left, g.w);
-    let run = g.kw * c;
-    let mut rows = out.chunks_exact_mut(k);
-    for b in 0..batch {
+    // Per output column: the first input column when all kw taps are inside the row and adjacent (in NHWC
+    // they are then `run` contiguous bytes).
+    let dense: Vec<Option<usize>> = xs
+        .chunks_exact(g.kw)
+        .map(|t| {
+            (g.dil_w == 1 && t[0].is_some() && t[g.kw - 1].is_some()).then(|| t[0].expect("some"))
+        })
+        .collect();
+    for (b, image_out) in out.chunks_exact_mut(oh * ow * k).take(batch).enumerate() {
         let src = &input[b * image..(b + 1) * image];
-        for oy in 0..oh {
+        for (oy, row_out) in image_out.chunks_exact_mut(ow * k).enumerate() {
             let ys = &ys[oy * g.kh..(oy + 1) * g.kh];
-            for ox in 0..ow {
-                let xs = &xs[ox * g.kw..(ox + 1) * g.kw];
-                // All kw taps inside the row and adjacent: in NHWC they are kw * c contiguous bytes.
-                let dense = g.dil_w == 1 && xs[0].is_some() && xs[g.kw - 1].is_some();
-                let row = rows.next().expect("out has a row per output pixel");
-                for (&iy, dst) in ys.iter().zip(row.chunks_exact_mut(run)) {
-                    match iy {
-                        None => dst.fill(pad_value),
-                        Some(y) if dense => {
-                            let at = (y * g.w + xs[0].expect("dense")) * c;
-                            copy_channels(dst, &src[at..at + run]);
+            for (ox, dst) in row_out.chunks_exact_mut(k).enumerate() {
+                match dense[ox] {
+                    Some(x0) => {
+                        for (&iy, dst) in ys.iter().zip(dst.chunks_exact_mut(run)) {
+                            match iy {
+                                Some(y) => {
+                                    let from = &src[(y * g.w + x0) * c..];
+                                    if RUN > 0 {
+                                        dst[..RUN].copy_from_slice(&from[..RUN]);
+                                    } else {
+                                        copy_channels(dst, &from[..run]);
+                                    }
+                                }
+                                None => dst.fill(pad_value),
+                            }
                         }
-                        Some(y) => {
+                    }
+                    None => {
+                        let xs = &xs[ox * g.kw..(ox + 1) * g.kw];
+                        for (&iy, dst) in ys.iter().zip(dst.chunks_exact_mut(run)) {
                             for (&ix, tap) in xs.iter().zip(dst.chunks_exact_mut(c)) {
-                                match ix {
-                                    Some(x) => copy_channels(tap, &src[(y * g.w + x) * c..][..c]),
-                                    None => tap.fill(pad_value),
+                                match (iy, ix) {
+                                    (Some(y), Some(x)) => {
+                                        copy_channels(tap, &src[(y * g.w + x) * c..][..c])
+                                    }
+                                    _ => tap.fill(pad_value),
                                 }
                             }
                         }
@@ -146,9 +187,9 @@ pub fn max_pool_nhwc(
 
 /// 1.5 * 2^23: adding it to an f32 of magnitude below 2^22 rounds it to an integer, ties to even, in the
 /// default rounding mode; subtracting it back leaves the rounded value. Vectorizes on every x86-64.
-const ROUND_MAGIC: f32 = 12_582_912.0;
+pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
 /// Products are clamped to this before rounding; far beyond any u8 output, well inside the magic's range.
-const ROUND_LIMIT: f32 = 4_194_304.0;
+pub(crate) const ROUND_LIMIT: f32 = 4_194_304.0;
 
 /// Static requantization of a GEMM block:
 /// `out[i*n + j] = clamp(round_half_even((acc[i*ldc + j] + offset[j] - b_zp[j] * row_sums[i]) * mult[j]) + out_zp,

@@ -45,3 +45,12 @@ impl RequantU8 for GenericRequantU8 {
         );
     }
 }
+
+/// The generic GEMM, then this epilogue, per row block.
+pub static GENERIC_GEMM_U8I8_REQUANT: crate::frame::gemm_requant::ComposedGemmRequant =
+    crate::frame::gemm_requant::ComposedGemmRequant {
+        name: "generic_gemm_u8i8_requant_u8_4x4",
+        isa: Isa::Generic,
+        gemm: &crate::generic::GENERIC_GEMM_U8I8,
+        requant: &GENERIC_REQUANT_U8,
+    };

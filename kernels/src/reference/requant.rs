@@ -43,3 +43,12 @@ impl RequantU8 for ScalarRequantU8 {
         }
     }
 }
+
+/// The static layer's oracle: the scalar GEMM, then this epilogue.
+pub static SCALAR_GEMM_U8I8_REQUANT: crate::frame::gemm_requant::ComposedGemmRequant =
+    crate::frame::gemm_requant::ComposedGemmRequant {
+        name: "scalar_gemm_u8i8_requant_u8",
+        isa: Isa::Scalar,
+        gemm: &crate::reference::SCALAR_GEMM_U8I8,
+        requant: &SCALAR_REQUANT_U8,
+    };

@@ -104,3 +104,12 @@ epilogue_kernel!(
     "avx512f,avx512bw,avx512vl",
     avx512_requant
 );
+
+/// The AVX2 GEMM, then the AVX2 epilogue, per row block.
+pub static AVX2_GEMM_U8I8_REQUANT: crate::frame::gemm_requant::ComposedGemmRequant =
+    crate::frame::gemm_requant::ComposedGemmRequant {
+        name: "avx2_gemm_u8i8_requant_u8_6x8",
+        isa: Isa::Avx2,
+        gemm: &crate::x86_64::avx2::AVX2_GEMM_U8I8,
+        requant: &AVX2_REQUANT_U8,
+    };
