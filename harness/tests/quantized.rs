@@ -46,13 +46,13 @@ fn all_strategies() -> Vec<LinearStrategy> {
     for act in [ActMode::Static, ActMode::Dynamic, ActMode::WeightOnly] {
         for granularity in [Granularity::PerTensor, Granularity::PerChannel] {
             for scheme in [Scheme::Symmetric, Scheme::Affine] {
-                v.push(LinearStrategy {
-                    weight_bits: 8,
+                v.push(LinearStrategy::uniform(
+                    8,
                     act,
                     granularity,
                     scheme,
-                    calibration: (act == ActMode::Static).then_some(Calibration::MinMax),
-                });
+                    (act == ActMode::Static).then_some(Calibration::MinMax),
+                ));
             }
         }
     }

@@ -13,7 +13,9 @@ pub mod strategy;
 
 pub use calibrate::ActivationRanges;
 pub use model::QuantizedModel;
-pub use strategy::{ActMode, Calibration, LinearStrategy, Strategy};
+pub use strategy::{
+    ActMode, Calibration, FloatFormat, LinearStrategy, Quantizer, Refinement, Strategy, WeightRange,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
@@ -31,4 +33,13 @@ pub enum QuantError {
     Exec(#[from] crate::exec::ExecError),
     #[error(transparent)]
     Scheme(#[from] strategies::SchemeError),
+    #[error("calibration of value \"{value}\": {source}")]
+    Calibration {
+        value: String,
+        source: strategies::calib::CalibError,
+    },
+    #[error("weight range: {0}")]
+    WeightRange(#[from] strategies::calib::CalibError),
+    #[error("{0}")]
+    Unsupported(String),
 }

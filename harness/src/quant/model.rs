@@ -18,14 +18,22 @@ use kernels::frame::quantize::{dequantize_u8, min_max, quantize_u8};
 use kernels::frame::requant::{
     col_sums_i8, compensate_zero_points, dequantize_acc_f32, row_sums_u8,
 };
-use kernels::{KernelSet, PackedB, Requant};
+use kernels::{KernelSet, PackedB, PackedW4, Requant};
 use ndarray::{Array2, ArrayD, ArrayViewD, IxDyn};
 use rayon::prelude::*;
-use strategies::{ActParams, QParams, activation_params_u8, quantize_weights_i8, weight_params_i8};
+use strategies::bits::{pack_bits, pack_codes};
+use strategies::calib::weight_range_mse;
+use strategies::log::{log_params, log_quantize_weights, log_to_int8};
+use strategies::{
+    ActParams, Granularity, QParams, Scheme, activation_params, quantize_weights, weight_params,
+    weight_params_try_with,
+};
 
 use super::QuantError;
 use super::calibrate::ActivationRanges;
-use super::strategy::{ActMode, LinearStrategy};
+use super::strategy::{
+    ActMode, Calibration, FloatFormat, LinearStrategy, Quantizer, Strategy, WeightRange,
+};
 use crate::exec::ops;
 use crate::ir::{ConvAttrs, Graph, Node, Op, Tensor};
 
@@ -135,8 +143,26 @@ enum LinearMode {
         /// Per column `s_in * s_w / s_out`.
         mult: Vec<f32>,
     },
+    /// Static activations with per-group weights: one int8 GEMM per group of rows, summed in f32 with the
+    /// group's scales, then quantized to the output's u8 parameters.
+    StaticGrouped {
+        input: ActParams,
+        output: ActParams,
+    },
     Dynamic,
     WeightOnly,
+    /// Whole-model 16-bit float: weights in `QLinear::half`, activations f32.
+    Float(FloatFormat),
+}
+
+/// Per-group weights laid out for the grouped paths: the int4 kernel's packing when it can run them (at most 4
+/// bits, a group it supports, float or dynamic activations), else one packed int8 slice per group of `g` rows.
+#[derive(Clone, Debug)]
+struct Grouped {
+    g: usize,
+    w4: Option<PackedW4>,
+    /// Per group: the rows' packing (by the mode's int8 kernel) and their column sums.
+    slices: Vec<(PackedB<i8>, Vec<i32>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -159,8 +185,12 @@ pub(crate) struct QLinear {
     shape: LinearShape,
     pub(crate) k: usize,
     pub(crate) n: usize,
-    /// Row-major `[k, n]`; what the serialized model stores.
-    pub(crate) weights: Array2<i8>,
+    /// What the serialized model stores for the weights: the integers (or log codes) packed at the strategy's
+    /// bit width.
+    pub(crate) stored: Vec<u8>,
+    grouped: Option<Grouped>,
+    /// 16-bit float weights packed by the format's kernel (float strategies only).
+    half: Option<PackedB<u16>>,
     pub(crate) params: QParams,
     packed: PackedB<i8>,
     col_sums: Vec<i32>,
@@ -179,6 +209,7 @@ impl QLinear {
                 bias_q,
                 ..
             } => Some((*input, *output, bias_q.as_deref())),
+            LinearMode::StaticGrouped { input, output } => Some((*input, *output, None)),
             _ => None,
         }
     }
@@ -200,6 +231,8 @@ enum Step {
 /// A model quantized with one [`LinearStrategy`], ready to run.
 pub struct QuantizedModel {
     pub(crate) strategy: LinearStrategy,
+    /// `Some` for a whole-model 16-bit float strategy (then `strategy` only shapes the layer rules).
+    pub(crate) float: Option<FloatFormat>,
     outputs: Vec<String>,
     steps: Vec<Step>,
     /// Constants the remaining float nodes read (reshape targets, biases of float nodes).
@@ -212,6 +245,42 @@ impl QuantizedModel {
     pub fn build(
         graph: &Graph,
         strategy: LinearStrategy,
+        ranges: Option<&ActivationRanges>,
+        kernels: KernelSet,
+    ) -> Result<Self, QuantError> {
+        Self::build_with(graph, strategy, None, ranges, kernels)
+    }
+
+    /// The whole model with Conv / Gemm / MatMul weights in a 16-bit float format, run on that format's GEMM
+    /// (f16 weights widened in registers, or bf16 operands with f32 sums); everything else in f32.
+    pub fn build_float(
+        graph: &Graph,
+        format: FloatFormat,
+        kernels: KernelSet,
+    ) -> Result<Self, QuantError> {
+        // The float layers follow the weight-only rules (float activations, per-image lowering).
+        let rules = LinearStrategy::uniform(
+            8,
+            ActMode::WeightOnly,
+            Granularity::PerTensor,
+            Scheme::Symmetric,
+            None,
+        );
+        Self::build_with(graph, rules, Some(format), None, kernels)
+    }
+
+    /// The strategy this model runs, as result rows name it.
+    pub fn strategy(&self) -> Strategy {
+        match self.float {
+            Some(f) => Strategy::Float(f),
+            None => Strategy::Linear(self.strategy),
+        }
+    }
+
+    fn build_with(
+        graph: &Graph,
+        strategy: LinearStrategy,
+        float: Option<FloatFormat>,
         ranges: Option<&ActivationRanges>,
         kernels: KernelSet,
     ) -> Result<Self, QuantError> {
@@ -230,7 +299,8 @@ impl QuantizedModel {
         while i < graph.nodes.len() {
             let node = &graph.nodes[i];
             let permute = node.inputs.first().and_then(|v| nhwc_flat.get(v)).copied();
-            let Some(mut lin) = linear_from_node(graph, node, strategy, kernels, permute)? else {
+            let Some(mut lin) = linear_from_node(graph, node, strategy, float, kernels, permute)?
+            else {
                 let input = node.inputs.first().cloned().unwrap_or_default();
                 let output = node.outputs[0].clone();
                 let keeps_params = matches!(
@@ -283,16 +353,24 @@ impl QuantizedModel {
                 let ranges = ranges.ok_or_else(|| QuantError::NoRange {
                     value: lin.input.clone(),
                 })?;
+                let rule = (
+                    strategy.calibration.unwrap_or(Calibration::MinMax),
+                    strategy.scheme == Scheme::Symmetric,
+                );
+                let params = |value: &str| -> Result<ActParams, QuantError> {
+                    let (lo, hi) = ranges.get_rule(value, rule)?;
+                    Ok(activation_params(lo, hi, strategy.scheme, strategy.scale))
+                };
                 let input = match qvals.get(&lin.input) {
                     Some(p) => *p,
-                    None => {
-                        let (lo, hi) = ranges.get(&lin.input)?;
-                        activation_params_u8(lo, hi, strategy.scheme)
-                    }
+                    None => params(&lin.input)?,
                 };
-                let (lo, hi) = ranges.get(&lin.output)?;
-                let output = activation_params_u8(lo, hi, strategy.scheme);
-                lin.mode = static_mode_params(&lin, input, output);
+                let output = params(&lin.output)?;
+                lin.mode = if lin.grouped.is_some() {
+                    LinearMode::StaticGrouped { input, output }
+                } else {
+                    static_mode_params(&lin, input, output)
+                };
                 qvals.insert(lin.output.clone(), output);
                 if matches!(lin.shape, LinearShape::ConvNhwc(_)) {
                     nhwc.insert(lin.output.clone(), lin.n);
@@ -310,6 +388,7 @@ impl QuantizedModel {
             .collect();
         Ok(QuantizedModel {
             strategy,
+            float,
             outputs: graph.outputs.iter().map(|v| v.name.clone()).collect(),
             steps,
             constants,
@@ -322,9 +401,19 @@ impl QuantizedModel {
         let mut names = BTreeSet::new();
         for step in &self.steps {
             if let Step::Linear(l) = step {
+                let w4 = l.grouped.as_ref().is_some_and(|g| g.w4.is_some());
                 match l.mode {
+                    LinearMode::Float(FloatFormat::Fp16) => {
+                        names.insert(self.kernels.gemm_f16w.name())
+                    }
+                    LinearMode::Float(FloatFormat::Bf16) => {
+                        names.insert(self.kernels.gemm_bf16.name())
+                    }
+                    _ if w4 => names.insert(self.kernels.gemm_w4.name()),
                     LinearMode::WeightOnly => names.insert(self.kernels.gemm_f32_w8.name()),
-                    LinearMode::Dynamic => names.insert(self.kernels.gemm_u8i8.name()),
+                    LinearMode::Dynamic | LinearMode::StaticGrouped { .. } => {
+                        names.insert(self.kernels.gemm_u8i8.name())
+                    }
                     LinearMode::Static { .. } => {
                         names.insert(self.kernels.gemm_u8i8_requant.name())
                     }
@@ -418,7 +507,24 @@ impl QuantizedModel {
     }
 
     fn run_linear(&self, l: &QLinear, x: Value) -> Result<Value, QuantError> {
+        if let Some(gr) = &l.grouped
+            && !matches!(l.mode, LinearMode::StaticGrouped { .. })
+        {
+            return self.run_grouped_float(l, gr, x);
+        }
         match &l.mode {
+            LinearMode::Float(format) => {
+                let x = x.into_f32()?;
+                let half = l.half.as_ref().expect("float layers hold 16-bit weights");
+                let y = run_lowered(l, x.view(), 0.0f32, |m, a, c| {
+                    match format {
+                        FloatFormat::Fp16 => self.kernels.gemm_f16w.gemm(m, a, l.k, half, c, l.n),
+                        FloatFormat::Bf16 => self.kernels.gemm_bf16.gemm(m, a, l.k, half, c, l.n),
+                    }
+                    add_bias_relu(c, l.n, l.bias.as_deref(), l.relu);
+                })?;
+                Ok(Value::F32(y))
+            }
             LinearMode::WeightOnly => {
                 let x = x.into_f32()?;
                 let zps = &l.params.zero_points;
@@ -433,7 +539,7 @@ impl QuantizedModel {
                 let x = x.into_f32()?;
                 let data = contiguous(&x);
                 let (lo, hi) = min_max(&data);
-                let p = activation_params_u8(lo, hi, self.strategy.scheme);
+                let p = activation_params(lo, hi, self.strategy.scheme, self.strategy.scale);
                 let mut q = vec![0u8; data.len()];
                 quantize_u8(&data, p.scale, p.zero_point, &mut q);
                 let q = ArrayD::from_shape_vec(x.raw_dim(), q).expect("same length");
@@ -468,30 +574,41 @@ impl QuantizedModel {
                 })?;
                 Ok(Value::F32(y))
             }
-            LinearMode::Static {
-                input,
-                output,
-                offset,
-                b_zps,
-                mult,
-                ..
-            } => {
+            LinearMode::Static { input, output, .. }
+            | LinearMode::StaticGrouped { input, output } => {
                 let nhwc = matches!(l.shape, LinearShape::ConvNhwc(_));
                 let q = to_static_input(x, *input, nhwc)?;
                 let shape = q.shape().to_vec();
                 let data = contiguous(&q);
                 // `rows of A -> u8 rows of the output`: the whole static layer, epilogue included, in one kernel.
-                let layer = self.kernels.gemm_u8i8_requant;
-                let run = |m: usize, a: &[u8], out: &mut [u8]| {
-                    let row_sums = b_zps.as_ref().map(|_| row_sums_u8(a, m, l.k, l.k));
-                    let rq = Requant {
-                        offset,
-                        zero_point_rows: b_zps.as_deref().zip(row_sums.as_deref()),
-                        mult,
-                        out_zp: output.zero_point,
-                        relu: l.relu,
-                    };
-                    layer.gemm_requant(m, a, l.k, &l.packed, &rq, out, l.n);
+                let run = |m: usize, a: &[u8], out: &mut [u8]| match (&l.mode, &l.grouped) {
+                    (
+                        LinearMode::Static {
+                            offset,
+                            b_zps,
+                            mult,
+                            ..
+                        },
+                        None,
+                    ) => {
+                        let row_sums = b_zps.as_ref().map(|_| row_sums_u8(a, m, l.k, l.k));
+                        let rq = Requant {
+                            offset,
+                            zero_point_rows: b_zps.as_deref().zip(row_sums.as_deref()),
+                            mult,
+                            out_zp: output.zero_point,
+                            relu: l.relu,
+                        };
+                        self.kernels
+                            .gemm_u8i8_requant
+                            .gemm_requant(m, a, l.k, &l.packed, &rq, out, l.n);
+                    }
+                    (_, Some(gr)) => {
+                        let mut c = vec![0f32; m * l.n];
+                        self.grouped_u8(l, gr, m, a, *input, &mut c);
+                        quantize_u8(&c, output.scale, output.zero_point, out);
+                    }
+                    _ => unreachable!("static modes are built with matching weights"),
                 };
                 let (out, out_shape) = match &l.shape {
                     LinearShape::ConvNhwc(attrs) => {
@@ -564,6 +681,98 @@ impl QuantizedModel {
                 })
             }
         }
+    }
+
+    /// Per-group weights with float or dynamic activations: the int4 kernel when it holds the weights, else
+    /// one int8 (or weight-only) GEMM per group of rows, summed in f32.
+    fn run_grouped_float(&self, l: &QLinear, gr: &Grouped, x: Value) -> Result<Value, QuantError> {
+        let x = x.into_f32()?;
+        let (k, n) = (l.k, l.n);
+        let y = match (&l.mode, &gr.w4) {
+            (LinearMode::WeightOnly, Some(w4)) => run_lowered(l, x.view(), 0.0f32, |m, a, c| {
+                self.kernels.gemm_w4.gemm(m, a, k, w4, c, n);
+                add_bias_relu(c, n, l.bias.as_deref(), l.relu);
+            })?,
+            (LinearMode::Dynamic, Some(w4)) => run_lowered(l, x.view(), 0.0f32, |m, a, c| {
+                self.kernels.gemm_w4.gemm_dyn_i8(m, a, k, w4, c, n);
+                add_bias_relu(c, n, l.bias.as_deref(), l.relu);
+            })?,
+            (LinearMode::WeightOnly, None) => run_lowered(l, x.view(), 0.0f32, |m, a, c| {
+                let mut part = vec![0f32; m * n];
+                c[..m * n].fill(0.0);
+                for (gi, (packed, _)) in gr.slices.iter().enumerate() {
+                    let r0 = gi * gr.g;
+                    let cols = gi * n..(gi + 1) * n;
+                    self.kernels.gemm_f32_w8.gemm(
+                        m,
+                        &a[r0..],
+                        k,
+                        packed,
+                        &l.params.scales[cols.clone()],
+                        &l.params.zero_points[cols],
+                        &mut part,
+                        n,
+                    );
+                    for (c, p) in c.iter_mut().zip(&part) {
+                        *c += p;
+                    }
+                }
+                add_bias_relu(c, n, l.bias.as_deref(), l.relu);
+            })?,
+            _ => {
+                let data = contiguous(&x);
+                let (lo, hi) = min_max(&data);
+                let p = activation_params(lo, hi, self.strategy.scheme, self.strategy.scale);
+                let mut q = vec![0u8; data.len()];
+                quantize_u8(&data, p.scale, p.zero_point, &mut q);
+                let q = ArrayD::from_shape_vec(x.raw_dim(), q).expect("same length");
+                run_lowered(l, q.view(), p.zero_point as u8, |m, a, c: &mut [f32]| {
+                    self.grouped_u8(l, gr, m, a, p, c)
+                })?
+            }
+        };
+        Ok(Value::F32(y))
+    }
+
+    /// `c[m, n]` (f32) of u8 activations with parameters `a_p` and per-group int8 weights: per group of rows,
+    /// the int8 GEMM on that slice of A's columns, zero points compensated in integers, then scaled by the
+    /// activation scale and the group's column scales and summed; bias and ReLU last.
+    fn grouped_u8(
+        &self,
+        l: &QLinear,
+        gr: &Grouped,
+        m: usize,
+        a: &[u8],
+        a_p: ActParams,
+        c: &mut [f32],
+    ) {
+        let (k, n) = (l.k, l.n);
+        let c = &mut c[..m * n];
+        c.fill(0.0);
+        let mut acc = vec![0i32; m * n];
+        for (gi, (packed, col_sums)) in gr.slices.iter().enumerate() {
+            let r0 = gi * gr.g;
+            let len = packed.k;
+            self.kernels
+                .gemm_u8i8
+                .gemm(m, &a[r0..], k, packed, &mut acc, n);
+            let zps = &l.params.zero_points[gi * n..(gi + 1) * n];
+            let scales = &l.params.scales[gi * n..(gi + 1) * n];
+            let row_sums = zps
+                .iter()
+                .any(|&z| z != 0)
+                .then(|| row_sums_u8(&a[r0..], m, len, k));
+            let za = a_p.zero_point;
+            for (i, (c_row, acc_row)) in c.chunks_exact_mut(n).zip(acc.chunks_exact(n)).enumerate()
+            {
+                let rs = row_sums.as_ref().map_or(0, |r| r[i]);
+                for j in 0..n {
+                    let v = acc_row[j] - za * col_sums[j] - zps[j] * rs + len as i32 * za * zps[j];
+                    c_row[j] += v as f32 * (a_p.scale * scales[j]);
+                }
+            }
+        }
+        add_bias_relu(c, n, l.bias.as_deref(), l.relu);
     }
 
     fn shape_error(&self, l: &QLinear, shape: &[usize], what: &str) -> QuantError {
@@ -999,6 +1208,7 @@ fn linear_from_node(
     graph: &Graph,
     node: &Node,
     strategy: LinearStrategy,
+    float: Option<FloatFormat>,
     kernels: KernelSet,
     permute_channels: Option<usize>,
 ) -> Result<Option<QLinear>, QuantError> {
@@ -1024,14 +1234,60 @@ fn linear_from_node(
         }
         other => (other, w_kn),
     };
-    let params = weight_params_i8(w_kn.view(), strategy.scheme, strategy.granularity)?;
-    let weights = quantize_weights_i8(w_kn.view(), &params);
+    if let Some(format) = float {
+        let (k, n) = w_kn.dim();
+        let flat: Vec<f32> = w_kn.iter().copied().collect();
+        let (half, bits) = match format {
+            FloatFormat::Fp16 => {
+                let bits = kernels::formats::f16::from_f32_slice(&flat);
+                (kernels.gemm_f16w.pack_b(&bits, k, n), bits)
+            }
+            FloatFormat::Bf16 => (
+                kernels.gemm_bf16.pack_b(&flat, k, n),
+                kernels::formats::bf16::from_f32_slice(&flat),
+            ),
+        };
+        return Ok(Some(QLinear {
+            name: node.name.clone(),
+            op: node.op.op_type(),
+            input: node.inputs[0].clone(),
+            output: node.outputs[0].clone(),
+            shape,
+            k,
+            n,
+            stored: bits.iter().flat_map(|b| b.to_le_bytes()).collect(),
+            grouped: None,
+            half: Some(half),
+            params: QParams {
+                scales: Vec::new(),
+                zero_points: Vec::new(),
+                bits: 16,
+                scheme: Scheme::Symmetric,
+                granularity: Granularity::PerTensor,
+            },
+            packed: PackedB {
+                k,
+                n,
+                data: Vec::new(),
+                kernel: "none",
+            },
+            col_sums: Vec::new(),
+            bias,
+            relu: false,
+            mode: LinearMode::Float(format),
+        }));
+    }
+    let (weights, params, stored) = quantize_layer_weights(w_kn.view(), strategy)?;
     let (k, n) = weights.dim();
     let flat: Vec<i8> = weights.iter().copied().collect();
     let packed = match strategy.act {
         ActMode::WeightOnly => kernels.gemm_f32_w8.pack_b(&flat, k, n),
         ActMode::Static => kernels.gemm_u8i8_requant.pack_b(&flat, k, n),
         ActMode::Dynamic => kernels.gemm_u8i8.pack_b(&flat, k, n),
+    };
+    let grouped = match strategy.granularity {
+        Granularity::PerGroup(g) => Some(group_weights(&weights, &params, g, strategy, kernels)),
+        _ => None,
     };
     Ok(Some(QLinear {
         name: node.name.clone(),
@@ -1042,7 +1298,9 @@ fn linear_from_node(
         k,
         n,
         col_sums: col_sums_i8(&flat, k, n),
-        weights,
+        stored,
+        grouped,
+        half: None,
         params,
         packed,
         bias,
@@ -1053,4 +1311,96 @@ fn linear_from_node(
             _ => LinearMode::Dynamic,
         },
     }))
+}
+
+/// The layer's integer weights in the strategy's bit range, their parameters, and the bytes a serialized model
+/// stores for them (the integers, or the log codes, packed at the strategy's bit width).
+fn quantize_layer_weights(
+    w: ndarray::ArrayView2<f32>,
+    s: LinearStrategy,
+) -> Result<(Array2<i8>, QParams, Vec<u8>), QuantError> {
+    let bits = s.weight_bits;
+    match s.quantizer {
+        Quantizer::Log => {
+            if matches!(s.granularity, Granularity::PerGroup(_)) || s.scheme != Scheme::Symmetric {
+                return Err(QuantError::Unsupported(format!(
+                    "logarithmic weights are sign + exponent codes with one scale per tensor or channel: they need the symmetric scheme and tensor or channel granularity, not {} {}",
+                    s.scheme.name(),
+                    s.granularity.name()
+                )));
+            }
+            let lp = log_params(w, bits, s.granularity)?;
+            let codes = log_quantize_weights(w, &lp)?;
+            // Exact decode: every code is a signed power of two times one int8 scale per channel.
+            let (q, params) = log_to_int8(codes.view(), &lp)?;
+            let stored = pack_codes(&codes.iter().copied().collect::<Vec<u8>>(), bits)?;
+            Ok((q, params, stored))
+        }
+        Quantizer::Uniform => {
+            let symmetric = s.scheme == Scheme::Symmetric;
+            let params = match s.weight_range {
+                WeightRange::MinMax => weight_params(w, bits, s.scheme, s.granularity, s.scale)?,
+                WeightRange::Mse => weight_params_try_with::<QuantError>(
+                    w,
+                    bits,
+                    s.scheme,
+                    s.granularity,
+                    s.scale,
+                    |v| Ok(weight_range_mse(v, bits, symmetric)?),
+                )?,
+            };
+            let q = quantize_weights(w, &params)?;
+            let stored = pack_bits(&q.iter().copied().collect::<Vec<i8>>(), bits)?;
+            Ok((q, params, stored))
+        }
+    }
+}
+
+/// Per-group weights laid out for the grouped paths (see [`Grouped`]).
+fn group_weights(
+    weights: &Array2<i8>,
+    params: &QParams,
+    g: usize,
+    s: LinearStrategy,
+    kernels: KernelSet,
+) -> Grouped {
+    let (k, n) = weights.dim();
+    let int4 = s.weight_bits <= 4
+        && kernels::formats::int4::GROUPS.contains(&g)
+        && s.act != ActMode::Static;
+    if int4 {
+        // Nibbles hold `q + 8`: symmetric 4-bit values are -7..=7 with zero point 0, affine ones -8..=7 with a
+        // zero point in the same range, so both fit 0..=15 with the zero point shifted alike.
+        let nibbles: Vec<u8> = weights.iter().map(|&v| (v as i32 + 8) as u8).collect();
+        let zps: Vec<u8> = params.zero_points.iter().map(|&z| (z + 8) as u8).collect();
+        let w4 = kernels
+            .gemm_w4
+            .pack_b(&nibbles, k, n, g, &params.scales, &zps);
+        return Grouped {
+            g,
+            w4: Some(w4),
+            slices: Vec::new(),
+        };
+    }
+    let slices = (0..k.div_ceil(g))
+        .map(|gi| {
+            let rows = gi * g..((gi + 1) * g).min(k);
+            let len = rows.len();
+            let flat: Vec<i8> = weights
+                .slice(ndarray::s![rows, ..])
+                .iter()
+                .copied()
+                .collect();
+            let packed = match s.act {
+                ActMode::WeightOnly => kernels.gemm_f32_w8.pack_b(&flat, len, n),
+                _ => kernels.gemm_u8i8.pack_b(&flat, len, n),
+            };
+            (packed, col_sums_i8(&flat, len, n))
+        })
+        .collect();
+    Grouped {
+        g,
+        w4: None,
+        slices,
+    }
 }

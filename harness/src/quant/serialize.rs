@@ -21,6 +21,8 @@ enum DType {
     U8 = 3,
     I32 = 4,
     I64 = 5,
+    /// Bits packed densely; the record name ends in the bit width (see `strategies::bits`).
+    Packed = 6,
 }
 
 struct Writer {
@@ -96,14 +98,15 @@ pub fn serialize_fp32(graph: &Graph) -> Vec<u8> {
 /// Serializes a quantized model's constants: int8 weights, quantization parameters, biases, and the
 /// float constants its unquantized nodes still read.
 pub fn serialize_quantized(model: &QuantizedModel) -> Vec<u8> {
-    let mut w = Writer::new(&super::Strategy::Linear(model.strategy).name());
+    let mut w = Writer::new(&model.strategy().name());
     for l in model.linears() {
         let name = &l.name;
+        // The weights as stored: integers (or log codes) packed at the strategy's bit width, or 16-bit floats.
         w.record(
-            &format!("{name}.weight_q"),
-            DType::I8,
+            &format!("{name}.weight_q{}", l.params.bits),
+            DType::Packed,
             &[l.k, l.n],
-            l.weights.iter().map(|&v| v as u8),
+            l.stored.iter().copied(),
         );
         w.f32s(
             &format!("{name}.weight_scale"),
@@ -127,16 +130,18 @@ pub fn serialize_quantized(model: &QuantizedModel) -> Vec<u8> {
                         [p.zero_point as u8],
                     );
                 }
-                if let Some(b) = bias_q {
-                    w.record(
+                match (bias_q, &l.bias) {
+                    (Some(b), _) => w.record(
                         &format!("{name}.bias_q"),
                         DType::I32,
                         &[b.len()],
                         b.iter().flat_map(|v| v.to_le_bytes()),
-                    );
+                    ),
+                    (None, Some(b)) => w.f32s(&format!("{name}.bias"), &[b.len()], b),
+                    (None, None) => {}
                 }
             }
-            None => {
+            _ => {
                 if let Some(b) = &l.bias {
                     w.f32s(&format!("{name}.bias"), &[b.len()], b);
                 }

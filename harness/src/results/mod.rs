@@ -40,6 +40,18 @@ pub struct Row {
     pub granularity: String,
     pub scheme: String,
     pub calibration: String,
+    /// `uniform` or `log` levels (`float` for float models).
+    #[serde(default)]
+    pub quantizer: String,
+    /// `float` or `pow2` scales.
+    #[serde(default)]
+    pub scale_constraint: String,
+    /// How weight clipping ranges were chosen: `minmax` or `mse`.
+    #[serde(default)]
+    pub weight_range: String,
+    /// PTQ refinement or fine-tuning applied (`none`, `gptq`, `qat`, ...).
+    #[serde(default)]
+    pub refinement: String,
     pub calib_samples: usize,
     pub eval_samples: usize,
     pub top1: f64,
@@ -144,6 +156,10 @@ pub(crate) fn sample_row(strategy: &str) -> Row {
         granularity: "channel".into(),
         scheme: "sym".into(),
         calibration: "minmax".into(),
+        quantizer: "uniform".into(),
+        scale_constraint: "float".into(),
+        weight_range: "minmax".into(),
+        refinement: "none".into(),
         calib_samples: 1,
         eval_samples: 2,
         top1: 0.5,

@@ -352,14 +352,28 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
             let batches = (0..n)
                 .step_by(chunk)
                 .map(|s| data.batch(&data.calibration, s..(s + chunk).min(n)));
+            // One calibrator per value for every (method, symmetric) pair the static strategies use.
+            let rules: Vec<_> = suite
+                .strategies
+                .iter()
+                .filter_map(|s| match s {
+                    Strategy::Linear(l) if l.act == ActMode::Static => Some((
+                        l.calibration.unwrap_or(crate::quant::Calibration::MinMax),
+                        l.scheme == strategies::Scheme::Symmetric,
+                    )),
+                    _ => None,
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
             Some(
-                ActivationRanges::observe(&exec, &model.input, batches).map_err(|e| {
-                    Error::Quant {
+                ActivationRanges::observe_rules(&exec, &model.input, batches, &rules).map_err(
+                    |e| Error::Quant {
                         model: model.name.clone(),
                         strategy: "calibration".into(),
                         source: Box::new(e),
-                    }
-                })?,
+                    },
+                )?,
             )
         } else {
             None
@@ -382,6 +396,18 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                             .map_err(|e| Error::Run(e.to_string()))?;
                         let names = exec.kernel_names();
                         (Box::new(exec), names, fp32_bytes)
+                    }
+                    Strategy::Float(f) => {
+                        let q = QuantizedModel::build_float(&model.graph, *f, *kernels).map_err(
+                            |source| Error::Quant {
+                                model: model.name.clone(),
+                                strategy: strategy.name(),
+                                source: Box::new(source),
+                            },
+                        )?;
+                        let names = q.kernel_names();
+                        let size = serialize_quantized(&q).len() as u64;
+                        (Box::new(q), names, size)
                     }
                     Strategy::Linear(l) => {
                         let q = QuantizedModel::build(&model.graph, *l, ranges.as_ref(), *kernels)
@@ -455,7 +481,11 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                     act_mode: strategy.act_mode().into(),
                     granularity: strategy.granularity().into(),
                     scheme: strategy.scheme().into(),
-                    calibration: strategy.calibration().into(),
+                    calibration: strategy.calibration(),
+                    quantizer: strategy.quantizer().into(),
+                    scale_constraint: strategy.scale_constraint().into(),
+                    weight_range: strategy.weight_range().into(),
+                    refinement: strategy.refinement().into(),
                     calib_samples: data.calibration.nrows(),
                     eval_samples: pred.len(),
                     top1,

@@ -15,11 +15,15 @@ use kernels::Isa;
 use strategies::{Granularity, Scheme};
 
 use crate::data::{LabelColumn, Normalize};
-use crate::quant::strategy::{ActMode, Calibration, LinearStrategy, Strategy};
-use spec::{
-    ActModeSpec, CalibrationSpec, DataFormat, GranularitySpec, LabelSpec, Metric, SchemeSpec,
-    SearchSpec, SuiteFile,
+use crate::quant::strategy::{
+    ActMode, Calibration, FloatFormat, LinearStrategy, Quantizer, Refinement, Strategy, WeightRange,
 };
+use spec::{
+    ActModeSpec, DataFormat, FloatSpec, LabelSpec, Metric, QuantizerSpec, ScaleSpec, SchemeSpec,
+    SearchSpec, SuiteFile, WeightRangeSpec,
+};
+use strategies::calib::CalibrationMethod;
+use strategies::pow2::ScaleConstraint;
 
 /// The quickstart suite, compiled in so that `harness run` works with no argument from a checkout.
 pub const EMBEDDED_QUICKSTART: &str = include_str!("../../../suites/quickstart.toml");
@@ -412,63 +416,132 @@ impl Validator<'_> {
         })
     }
 
-    /// The cartesian product of the space, FP32 first; calibration applies to static activations only.
+    /// The cartesian product of the space, FP32 first (then the 16-bit float models); calibration applies to
+    /// static activations only. Combinations that do not exist are left out: logarithmic levels are
+    /// sign + exponent codes with one scale per tensor or channel (symmetric, not per group, min-max range)
+    /// and decode exactly into int8 only up to 4 bits.
     fn expand(&self, file: &SuiteFile) -> Result<Vec<Strategy>, SuiteError> {
-        let space = &file.space;
+        let mut linear = BTreeSet::new();
+        let mut floats = BTreeSet::new();
+        let mut spaces = vec![&file.space];
+        while let Some(space) = spaces.pop() {
+            self.expand_space(space, &mut linear, &mut floats)?;
+            spaces.extend(space.also.iter());
+        }
+        Ok(std::iter::once(Strategy::Fp32)
+            .chain(floats.into_iter().map(Strategy::Float))
+            .chain(linear.into_iter().map(Strategy::Linear))
+            .collect())
+    }
+
+    /// Adds one space's product to `set` and its float formats to `floats`.
+    fn expand_space(
+        &self,
+        space: &spec::SpaceSpec,
+        set: &mut BTreeSet<LinearStrategy>,
+        floats: &mut BTreeSet<FloatFormat>,
+    ) -> Result<(), SuiteError> {
         for &bits in space.weight_bits.get_ref() {
-            if bits != 8 {
+            if !(2..=8).contains(&bits) {
                 return Err(self
                     .at(space.weight_bits.span(), "space.weight_bits")
                     .error(format!(
-                        "{bits}-bit weights are not supported yet (supported: 8)"
+                        "{bits}-bit weights are not supported (supported: 2 to 8)"
                     )));
             }
         }
-        let mut set = BTreeSet::new();
+        let granularities = space
+            .granularity
+            .get_ref()
+            .iter()
+            .map(|g| match g.parse::<Granularity>() {
+                Ok(Granularity::PerGroup(0)) | Err(_) => Err(self
+                    .at(space.granularity.span(), "space.granularity")
+                    .error(format!(
+                        "unknown granularity `{g}` (expected tensor, channel or group:G with G > 0, e.g. group:32)"
+                    ))),
+                Ok(g) => Ok(g),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let calibrations = space
+            .calibration
+            .get_ref()
+            .iter()
+            .map(|c| {
+                CalibrationMethod::parse(c)
+                    .map(Calibration::from_method)
+                    .map_err(|e| {
+                        self.at(space.calibration.span(), "space.calibration")
+                            .error(e.to_string())
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         for &bits in space.weight_bits.get_ref() {
             for &act in &space.activations {
-                for &gran in &space.granularity {
+                for &granularity in &granularities {
                     for &scheme in &space.scheme {
-                        let act = match act {
-                            ActModeSpec::Static => ActMode::Static,
-                            ActModeSpec::Dynamic => ActMode::Dynamic,
-                            ActModeSpec::WeightOnly => ActMode::WeightOnly,
-                        };
-                        let granularity = match gran {
-                            GranularitySpec::Tensor => Granularity::PerTensor,
-                            GranularitySpec::Channel => Granularity::PerChannel,
-                        };
-                        let scheme = match scheme {
-                            SchemeSpec::Symmetric => Scheme::Symmetric,
-                            SchemeSpec::Affine => Scheme::Affine,
-                        };
-                        let calibrations: Vec<Option<Calibration>> = if act == ActMode::Static {
-                            space
-                                .calibration
-                                .iter()
-                                .map(|c| match c {
-                                    CalibrationSpec::Minmax => Some(Calibration::MinMax),
-                                })
-                                .collect()
-                        } else {
-                            vec![None]
-                        };
-                        for calibration in calibrations {
-                            set.insert(LinearStrategy {
-                                weight_bits: bits,
-                                act,
-                                granularity,
-                                scheme,
-                                calibration,
-                            });
+                        for &quantizer in &space.quantizer {
+                            for &scale in &space.scale {
+                                for &weight_range in &space.weight_range {
+                                    let act = match act {
+                                        ActModeSpec::Static => ActMode::Static,
+                                        ActModeSpec::Dynamic => ActMode::Dynamic,
+                                        ActModeSpec::WeightOnly => ActMode::WeightOnly,
+                                    };
+                                    let scheme = match scheme {
+                                        SchemeSpec::Symmetric => Scheme::Symmetric,
+                                        SchemeSpec::Affine => Scheme::Affine,
+                                    };
+                                    let quantizer = match quantizer {
+                                        QuantizerSpec::Uniform => Quantizer::Uniform,
+                                        QuantizerSpec::Log => Quantizer::Log,
+                                    };
+                                    let weight_range = match weight_range {
+                                        WeightRangeSpec::Minmax => WeightRange::MinMax,
+                                        WeightRangeSpec::Mse => WeightRange::Mse,
+                                    };
+                                    if quantizer == Quantizer::Log
+                                        && (scheme != Scheme::Symmetric
+                                            || matches!(granularity, Granularity::PerGroup(_))
+                                            || weight_range != WeightRange::MinMax
+                                            || bits > 4)
+                                    {
+                                        continue;
+                                    }
+                                    let per_act: Vec<Option<Calibration>> =
+                                        if act == ActMode::Static {
+                                            calibrations.iter().copied().map(Some).collect()
+                                        } else {
+                                            vec![None]
+                                        };
+                                    for calibration in per_act {
+                                        set.insert(LinearStrategy {
+                                            weight_bits: bits,
+                                            act,
+                                            granularity,
+                                            scheme,
+                                            calibration,
+                                            quantizer,
+                                            scale: match scale {
+                                                ScaleSpec::Float => ScaleConstraint::Float,
+                                                ScaleSpec::Pow2 => ScaleConstraint::PowerOfTwo,
+                                            },
+                                            weight_range,
+                                            refinement: Refinement::None,
+                                        });
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
-        Ok(std::iter::once(Strategy::Fp32)
-            .chain(set.into_iter().map(Strategy::Linear))
-            .collect())
+        floats.extend(space.floats.iter().map(|f| match f {
+            FloatSpec::Fp16 => FloatFormat::Fp16,
+            FloatSpec::Bf16 => FloatFormat::Bf16,
+        }));
+        Ok(())
     }
 }
 

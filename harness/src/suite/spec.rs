@@ -140,13 +140,6 @@ pub enum ActModeSpec {
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
-pub enum GranularitySpec {
-    Tensor,
-    Channel,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
 pub enum SchemeSpec {
     Symmetric,
     Affine,
@@ -154,25 +147,69 @@ pub enum SchemeSpec {
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
-pub enum CalibrationSpec {
+pub enum QuantizerSpec {
+    /// Evenly spaced levels.
+    Uniform,
+    /// Power-of-two levels (sign + exponent), weights only, at most 4 bits, symmetric, tensor or channel.
+    Log,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleSpec {
+    /// Any float scale.
+    Float,
+    /// Scales rounded up to powers of two (shift-only requantization).
+    Pow2,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightRangeSpec {
     Minmax,
+    Mse,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum FloatSpec {
+    Fp16,
+    Bf16,
 }
 
 /// The strategy space: lists whose cartesian product is swept (an FP32 baseline is always added).
+/// Combinations that do not exist (log levels with affine or per-group weights) are left out of the product.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpaceSpec {
+    /// Weight bit widths, 2..=8.
     #[serde(default = "default_bits")]
     pub weight_bits: Spanned<Vec<u32>>,
     #[serde(default = "default_acts")]
     pub activations: Vec<ActModeSpec>,
+    /// `tensor`, `channel`, or `group:G` (also `group32`).
     #[serde(default = "default_granularity")]
-    pub granularity: Vec<GranularitySpec>,
+    pub granularity: Spanned<Vec<String>>,
     #[serde(default = "default_scheme")]
     pub scheme: Vec<SchemeSpec>,
-    /// Used by `static` activations only.
+    /// Activation calibration, used by `static` activations only: `minmax`, `ema`, `ema:M`, `percentile:P`,
+    /// `kl`, `mse`.
     #[serde(default = "default_calibration")]
-    pub calibration: Vec<CalibrationSpec>,
+    pub calibration: Spanned<Vec<String>>,
+    #[serde(default = "default_quantizer")]
+    pub quantizer: Vec<QuantizerSpec>,
+    #[serde(default = "default_scale")]
+    pub scale: Vec<ScaleSpec>,
+    /// How each weight slice's clipping range is chosen.
+    #[serde(default = "default_weight_range")]
+    pub weight_range: Vec<WeightRangeSpec>,
+    /// Whole-model 16-bit float strategies to add (none by default).
+    #[serde(default)]
+    pub floats: Vec<FloatSpec>,
+    /// More spaces swept too (`[[space.also]]`), each a full space with its own lists and defaults: e.g. a
+    /// calibrator x granularity x bits table plus a few log or power-of-two strategies without their product.
+    #[serde(default)]
+    pub also: Vec<SpaceSpec>,
 }
 
 impl Default for SpaceSpec {
@@ -183,6 +220,11 @@ impl Default for SpaceSpec {
             granularity: default_granularity(),
             scheme: default_scheme(),
             calibration: default_calibration(),
+            quantizer: default_quantizer(),
+            scale: default_scale(),
+            weight_range: default_weight_range(),
+            floats: Vec::new(),
+            also: Vec::new(),
         }
     }
 }
@@ -197,14 +239,23 @@ fn default_acts() -> Vec<ActModeSpec> {
         ActModeSpec::WeightOnly,
     ]
 }
-fn default_granularity() -> Vec<GranularitySpec> {
-    vec![GranularitySpec::Tensor, GranularitySpec::Channel]
+fn default_granularity() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["tensor".into(), "channel".into()])
 }
 fn default_scheme() -> Vec<SchemeSpec> {
     vec![SchemeSpec::Symmetric, SchemeSpec::Affine]
 }
-fn default_calibration() -> Vec<CalibrationSpec> {
-    vec![CalibrationSpec::Minmax]
+fn default_calibration() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["minmax".into()])
+}
+fn default_quantizer() -> Vec<QuantizerSpec> {
+    vec![QuantizerSpec::Uniform]
+}
+fn default_scale() -> Vec<ScaleSpec> {
+    vec![ScaleSpec::Float]
+}
+fn default_weight_range() -> Vec<WeightRangeSpec> {
+    vec![WeightRangeSpec::Minmax]
 }
 
 /// How speed is measured.
