@@ -38,6 +38,9 @@ pub struct StreamingHistogram {
     min: f32,
     max: f32,
     count: u64,
+    /// Values exactly 0 (also counted in their bin): every quantizer represents them exactly, so the KL rule
+    /// leaves them out of the distribution it compares (a ReLU's zeros would otherwise dominate it).
+    zeros: u64,
 }
 
 impl Default for StreamingHistogram {
@@ -111,7 +114,13 @@ impl StreamingHistogram {
             min: f32::INFINITY,
             max: f32::NEG_INFINITY,
             count: 0,
+            zeros: 0,
         }
+    }
+
+    /// Values observed that were exactly zero.
+    pub fn zeros(&self) -> u64 {
+        self.zeros
     }
 
     /// Number of counters.
@@ -173,6 +182,7 @@ impl StreamingHistogram {
             // Exact: `v·inv` has at most 24 significant bits and the difference is below `bins`.
             let t = v as f64 * inv - start;
             self.counts[(t as usize).min(last)] += 1;
+            self.zeros += (v == 0.0) as u64;
         }
         self.count += batch.len() as u64;
         Ok(())
@@ -196,6 +206,7 @@ impl StreamingHistogram {
             self.counts[(floor_shift(i, shift) - self.start) as usize] += c;
         }
         self.count += other.count;
+        self.zeros += other.zeros;
         Ok(())
     }
 
