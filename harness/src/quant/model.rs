@@ -32,7 +32,8 @@ use strategies::{
 use super::QuantError;
 use super::calibrate::ActivationRanges;
 use super::strategy::{
-    ActMode, Calibration, FloatFormat, LinearStrategy, Quantizer, Strategy, WeightRange,
+    ActMode, Calibration, FloatFormat, LayerPrecision, LinearStrategy, MixedPrecision, Quantizer,
+    Strategy, WeightRange,
 };
 use crate::exec::ops;
 use crate::ir::{ConvAttrs, Graph, Node, Op, Tensor};
@@ -191,6 +192,8 @@ pub(crate) struct QLinear {
     grouped: Option<Grouped>,
     /// 16-bit float weights packed by the format's kernel (float strategies only).
     half: Option<PackedB<u16>>,
+    /// f32 weights of a layer a mixed-precision map leaves in FP32.
+    full: Option<PackedB<f32>>,
     pub(crate) params: QParams,
     packed: PackedB<i8>,
     col_sums: Vec<i32>,
@@ -248,7 +251,27 @@ impl QuantizedModel {
         ranges: Option<&ActivationRanges>,
         kernels: KernelSet,
     ) -> Result<Self, QuantError> {
-        Self::build_with(graph, strategy, None, ranges, kernels)
+        Self::build_with(graph, strategy, None, None, ranges, kernels)
+    }
+
+    /// [`build`](Self::build) with a per-layer precision map: listed layers take their own bit width, or stay
+    /// in FP32 (their input dequantized, their output quantized again by the next quantized layer).
+    pub fn build_mixed(
+        graph: &Graph,
+        strategy: LinearStrategy,
+        map: &MixedPrecision,
+        ranges: Option<&ActivationRanges>,
+        kernels: KernelSet,
+    ) -> Result<Self, QuantError> {
+        let layers = linear_layer_names(graph);
+        if let Some(unknown) = map.layers.keys().find(|l| !layers.contains(l)) {
+            return Err(QuantError::Unsupported(format!(
+                "mixed-precision map `{}` names layer `{unknown}`, which is not a Conv / Gemm / MatMul of the model (its layers: {})",
+                map.name,
+                layers.join(", ")
+            )));
+        }
+        Self::build_with(graph, strategy, None, Some(map), ranges, kernels)
     }
 
     /// The whole model with Conv / Gemm / MatMul weights in a 16-bit float format, run on that format's GEMM
@@ -266,7 +289,7 @@ impl QuantizedModel {
             Scheme::Symmetric,
             None,
         );
-        Self::build_with(graph, rules, Some(format), None, kernels)
+        Self::build_with(graph, rules, Some(format), None, None, kernels)
     }
 
     /// The strategy this model runs, as result rows name it.
@@ -281,6 +304,7 @@ impl QuantizedModel {
         graph: &Graph,
         strategy: LinearStrategy,
         float: Option<FloatFormat>,
+        mixed: Option<&MixedPrecision>,
         ranges: Option<&ActivationRanges>,
         kernels: KernelSet,
     ) -> Result<Self, QuantError> {
@@ -299,7 +323,25 @@ impl QuantizedModel {
         while i < graph.nodes.len() {
             let node = &graph.nodes[i];
             let permute = node.inputs.first().and_then(|v| nhwc_flat.get(v)).copied();
-            let Some(mut lin) = linear_from_node(graph, node, strategy, float, kernels, permute)?
+            let (layer_strategy, layer_float) = match mixed.and_then(|m| m.layers.get(&node.name)) {
+                Some(LayerPrecision::Bits(bits)) => (
+                    LinearStrategy {
+                        weight_bits: *bits,
+                        ..strategy
+                    },
+                    float,
+                ),
+                Some(LayerPrecision::Fp32) => (
+                    LinearStrategy {
+                        act: ActMode::WeightOnly,
+                        ..strategy
+                    },
+                    Some(FloatFormat::Fp32),
+                ),
+                None => (strategy, float),
+            };
+            let Some(mut lin) =
+                linear_from_node(graph, node, layer_strategy, layer_float, kernels, permute)?
             else {
                 let input = node.inputs.first().cloned().unwrap_or_default();
                 let output = node.outputs[0].clone();
@@ -349,7 +391,7 @@ impl QuantizedModel {
                     i += 1;
                 }
             }
-            if static_mode {
+            if static_mode && layer_float.is_none() {
                 let ranges = ranges.ok_or_else(|| QuantError::NoRange {
                     value: lin.input.clone(),
                 })?;
@@ -408,6 +450,9 @@ impl QuantizedModel {
                     }
                     LinearMode::Float(FloatFormat::Bf16) => {
                         names.insert(self.kernels.gemm_bf16.name())
+                    }
+                    LinearMode::Float(FloatFormat::Fp32) => {
+                        names.insert(self.kernels.gemm_f32.name())
                     }
                     _ if w4 => names.insert(self.kernels.gemm_w4.name()),
                     LinearMode::WeightOnly => names.insert(self.kernels.gemm_f32_w8.name()),
@@ -515,11 +560,18 @@ impl QuantizedModel {
         match &l.mode {
             LinearMode::Float(format) => {
                 let x = x.into_f32()?;
-                let half = l.half.as_ref().expect("float layers hold 16-bit weights");
                 let y = run_lowered(l, x.view(), 0.0f32, |m, a, c| {
-                    match format {
-                        FloatFormat::Fp16 => self.kernels.gemm_f16w.gemm(m, a, l.k, half, c, l.n),
-                        FloatFormat::Bf16 => self.kernels.gemm_bf16.gemm(m, a, l.k, half, c, l.n),
+                    match (format, &l.half, &l.full) {
+                        (FloatFormat::Fp16, Some(half), _) => {
+                            self.kernels.gemm_f16w.gemm(m, a, l.k, half, c, l.n)
+                        }
+                        (FloatFormat::Bf16, Some(half), _) => {
+                            self.kernels.gemm_bf16.gemm(m, a, l.k, half, c, l.n)
+                        }
+                        (FloatFormat::Fp32, _, Some(full)) => {
+                            self.kernels.gemm_f32.gemm(m, a, l.k, full, c, l.n)
+                        }
+                        _ => unreachable!("float layers are built with their format's weights"),
                     }
                     add_bias_relu(c, l.n, l.bias.as_deref(), l.relu);
                 })?;
@@ -1237,15 +1289,21 @@ fn linear_from_node(
     if let Some(format) = float {
         let (k, n) = w_kn.dim();
         let flat: Vec<f32> = w_kn.iter().copied().collect();
-        let (half, bits) = match format {
+        let (half, full, stored): (_, _, Vec<u8>) = match format {
             FloatFormat::Fp16 => {
                 let bits = kernels::formats::f16::from_f32_slice(&flat);
-                (kernels.gemm_f16w.pack_b(&bits, k, n), bits)
+                let stored = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+                (Some(kernels.gemm_f16w.pack_b(&bits, k, n)), None, stored)
             }
-            FloatFormat::Bf16 => (
-                kernels.gemm_bf16.pack_b(&flat, k, n),
-                kernels::formats::bf16::from_f32_slice(&flat),
-            ),
+            FloatFormat::Bf16 => {
+                let bits = kernels::formats::bf16::from_f32_slice(&flat);
+                let stored = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+                (Some(kernels.gemm_bf16.pack_b(&flat, k, n)), None, stored)
+            }
+            FloatFormat::Fp32 => {
+                let stored = flat.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (None, Some(kernels.gemm_f32.pack_b(&flat, k, n)), stored)
+            }
         };
         return Ok(Some(QLinear {
             name: node.name.clone(),
@@ -1255,13 +1313,14 @@ fn linear_from_node(
             shape,
             k,
             n,
-            stored: bits.iter().flat_map(|b| b.to_le_bytes()).collect(),
+            stored,
             grouped: None,
-            half: Some(half),
+            half,
+            full,
             params: QParams {
                 scales: Vec::new(),
                 zero_points: Vec::new(),
-                bits: 16,
+                bits: if format == FloatFormat::Fp32 { 32 } else { 16 },
                 scheme: Scheme::Symmetric,
                 granularity: Granularity::PerTensor,
             },
@@ -1301,6 +1360,7 @@ fn linear_from_node(
         stored,
         grouped,
         half: None,
+        full: None,
         params,
         packed,
         bias,
@@ -1403,4 +1463,14 @@ fn group_weights(
         w4: None,
         slices,
     }
+}
+
+/// Names of the nodes a quantized model turns into quantized layers (Conv, Gemm, MatMul), in graph order.
+pub fn linear_layer_names(graph: &Graph) -> Vec<String> {
+    graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul))
+        .map(|n| n.name.clone())
+        .collect()
 }

@@ -137,6 +137,48 @@ pub struct LinearStrategy {
     pub scale: ScaleConstraint,
     pub weight_range: WeightRange,
     pub refinement: Refinement,
+    /// A per-layer precision map (an index into the suite's maps, see [`MixedPrecision`]); layers it does not
+    /// list take `weight_bits`.
+    pub mixed: Option<MixedId>,
+}
+
+/// A [`MixedPrecision`] map of the suite: its index there and its name (interned once per suite load, so
+/// that strategies stay `Copy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MixedId {
+    pub index: u16,
+    pub name: &'static str,
+}
+
+/// The precision of one layer in a mixed-precision map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerPrecision {
+    /// Integer weights of this many bits (2..=8), with the strategy's other choices.
+    Bits(u32),
+    /// Left in FP32 (f32 weights on the f32 GEMM; activations dequantized into it and quantized after it).
+    Fp32,
+}
+
+/// A named per-layer precision map, e.g. first and last layers at 8 bits, one layer left in FP32.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MixedPrecision {
+    pub name: String,
+    /// Layer (node) name to precision.
+    pub layers: std::collections::BTreeMap<String, LayerPrecision>,
+}
+
+impl MixedPrecision {
+    /// `Conv_1=8;Gemm_10=fp32`, for result rows.
+    pub fn describe(&self) -> String {
+        self.layers
+            .iter()
+            .map(|(l, p)| match p {
+                LayerPrecision::Bits(b) => format!("{l}={b}"),
+                LayerPrecision::Fp32 => format!("{l}=fp32"),
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+    }
 }
 
 impl LinearStrategy {
@@ -158,6 +200,7 @@ impl LinearStrategy {
             scale: ScaleConstraint::Float,
             weight_range: WeightRange::MinMax,
             refinement: Refinement::None,
+            mixed: None,
         }
     }
 }
@@ -169,6 +212,9 @@ pub enum FloatFormat {
     Fp16,
     /// bfloat16 weights and activations, products summed in f32 (`vdpbf16ps`).
     Bf16,
+    /// One layer left in FP32 inside a quantized model (a mixed-precision map); the whole-model FP32
+    /// baseline is [`Strategy::Fp32`].
+    Fp32,
 }
 
 impl FloatFormat {
@@ -176,6 +222,7 @@ impl FloatFormat {
         match self {
             FloatFormat::Fp16 => "fp16",
             FloatFormat::Bf16 => "bf16",
+            FloatFormat::Fp32 => "fp32",
         }
     }
 }
@@ -220,6 +267,10 @@ impl Strategy {
                 if s.refinement != Refinement::None {
                     name.push('-');
                     name.push_str(s.refinement.name());
+                }
+                if let Some(m) = s.mixed {
+                    name.push_str("-mix.");
+                    name.push_str(m.name);
                 }
                 name
             }

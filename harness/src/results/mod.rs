@@ -52,6 +52,9 @@ pub struct Row {
     /// PTQ refinement or fine-tuning applied (`none`, `gptq`, `qat`, ...).
     #[serde(default)]
     pub refinement: String,
+    /// A mixed-precision map's per-layer overrides, `Conv_1=8;Gemm_10=fp32` (empty for uniform strategies).
+    #[serde(default)]
+    pub layer_precision: String,
     pub calib_samples: usize,
     pub eval_samples: usize,
     pub top1: f64,
@@ -160,6 +163,7 @@ pub(crate) fn sample_row(strategy: &str) -> Row {
         scale_constraint: "float".into(),
         weight_range: "minmax".into(),
         refinement: "none".into(),
+        layer_precision: String::new(),
         calib_samples: 1,
         eval_samples: 2,
         top1: 0.5,

@@ -16,6 +16,7 @@ use crate::data::{self, DataError, RawData, stratified_split};
 use crate::error::Error;
 use crate::exec::reference::Fp32Executor;
 use crate::ir::{Dim, Graph, Tensor};
+use crate::quant::strategy::LinearStrategy;
 use crate::quant::serialize::{serialize_fp32, serialize_quantized};
 use crate::quant::{ActMode, ActivationRanges, QuantizedModel, Strategy};
 use crate::results::{CsvAppender, Row};
@@ -212,6 +213,20 @@ impl Prepared {
                     model: def.name.clone(),
                     message: e.to_string(),
                 })?;
+            // Mixed-precision maps name layers: an unknown one is an input error now, not mid-run.
+            let layers = crate::quant::model::linear_layer_names(&graph);
+            for map in &suite.mixed {
+                if let Some(unknown) = map.layers.keys().find(|l| !layers.contains(l)) {
+                    return Err(Error::Model {
+                        model: def.name.clone(),
+                        message: format!(
+                            "mixed-precision map `{}` names layer `{unknown}`, which is not one of its Conv / Gemm / MatMul layers ({})",
+                            map.name,
+                            layers.join(", ")
+                        ),
+                    });
+                }
+            }
             models.push(PreparedModel {
                 name: def.name.clone(),
                 graph,
@@ -410,8 +425,19 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                         (Box::new(q), names, size)
                     }
                     Strategy::Linear(l) => {
-                        let q = QuantizedModel::build(&model.graph, *l, ranges.as_ref(), *kernels)
-                            .map_err(|source| Error::Quant {
+                        let built = match l.mixed {
+                            Some(m) => QuantizedModel::build_mixed(
+                                &model.graph,
+                                *l,
+                                &suite.mixed[m.index as usize],
+                                ranges.as_ref(),
+                                *kernels,
+                            ),
+                            None => {
+                                QuantizedModel::build(&model.graph, *l, ranges.as_ref(), *kernels)
+                            }
+                        };
+                        let q = built.map_err(|source| Error::Quant {
                                 model: model.name.clone(),
                                 strategy: strategy.name(),
                                 source: Box::new(source),
@@ -486,6 +512,12 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                     scale_constraint: strategy.scale_constraint().into(),
                     weight_range: strategy.weight_range().into(),
                     refinement: strategy.refinement().into(),
+                    layer_precision: match strategy {
+                        Strategy::Linear(LinearStrategy {
+                            mixed: Some(m), ..
+                        }) => suite.mixed[m.index as usize].describe(),
+                        _ => String::new(),
+                    },
                     calib_samples: data.calibration.nrows(),
                     eval_samples: pred.len(),
                     top1,

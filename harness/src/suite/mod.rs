@@ -16,7 +16,8 @@ use strategies::{Granularity, Scheme};
 
 use crate::data::{LabelColumn, Normalize};
 use crate::quant::strategy::{
-    ActMode, Calibration, FloatFormat, LinearStrategy, Quantizer, Refinement, Strategy, WeightRange,
+    ActMode, Calibration, FloatFormat, LayerPrecision, LinearStrategy, MixedId, MixedPrecision,
+    Quantizer, Refinement, Strategy, WeightRange,
 };
 use spec::{
     ActModeSpec, DataFormat, FloatSpec, LabelSpec, Metric, QuantizerSpec, ScaleSpec, SchemeSpec,
@@ -128,6 +129,8 @@ pub struct Suite {
     pub targets: Vec<TargetDef>,
     /// FP32 first, then the expanded space in a stable order.
     pub strategies: Vec<Strategy>,
+    /// The per-layer precision maps strategies refer to by [`MixedId`].
+    pub mixed: Vec<MixedPrecision>,
     pub measure: Measure,
     pub search: SearchSpec,
 }
@@ -379,7 +382,7 @@ impl Validator<'_> {
             });
         }
 
-        let strategies = self.expand(&file)?;
+        let (strategies, mixed) = self.expand(&file)?;
         for (k, v) in [
             ("measure.repeats", &file.measure.repeats),
             ("measure.eval_batch", &file.measure.eval_batch),
@@ -406,6 +409,7 @@ impl Validator<'_> {
             models,
             targets,
             strategies,
+            mixed,
             measure: Measure {
                 warmup: file.measure.warmup,
                 repeats: *file.measure.repeats.get_ref(),
@@ -420,18 +424,65 @@ impl Validator<'_> {
     /// static activations only. Combinations that do not exist are left out: logarithmic levels are
     /// sign + exponent codes with one scale per tensor or channel (symmetric, not per group, min-max range)
     /// and decode exactly into int8 only up to 4 bits.
-    fn expand(&self, file: &SuiteFile) -> Result<Vec<Strategy>, SuiteError> {
+    fn expand(
+        &self,
+        file: &SuiteFile,
+    ) -> Result<(Vec<Strategy>, Vec<MixedPrecision>), SuiteError> {
         let mut linear = BTreeSet::new();
         let mut floats = BTreeSet::new();
+        let mut mixed = Vec::new();
         let mut spaces = vec![&file.space];
         while let Some(space) = spaces.pop() {
-            self.expand_space(space, &mut linear, &mut floats)?;
+            self.expand_space(space, &mut linear, &mut floats, &mut mixed)?;
             spaces.extend(space.also.iter());
         }
-        Ok(std::iter::once(Strategy::Fp32)
+        let strategies = std::iter::once(Strategy::Fp32)
             .chain(floats.into_iter().map(Strategy::Float))
             .chain(linear.into_iter().map(Strategy::Linear))
-            .collect())
+            .collect();
+        Ok((strategies, mixed))
+    }
+
+    /// Validates a space's precision maps, appends them to `all`, and returns their ids.
+    fn mixed_maps(
+        &self,
+        space: &spec::SpaceSpec,
+        all: &mut Vec<MixedPrecision>,
+    ) -> Result<Vec<MixedId>, SuiteError> {
+        let mut ids = Vec::new();
+        for m in &space.mixed {
+            let at = |what: &str| self.at(m.layers.span(), format!("space.mixed.layers.{what}"));
+            let mut layers = std::collections::BTreeMap::new();
+            for (layer, p) in m.layers.get_ref() {
+                let precision = match p {
+                    spec::LayerPrecisionSpec::Bits(b) if (2..=8).contains(b) => {
+                        LayerPrecision::Bits(*b)
+                    }
+                    spec::LayerPrecisionSpec::Named(n) if n == "fp32" => LayerPrecision::Fp32,
+                    other => {
+                        return Err(at(layer).error(format!(
+                            "precision {other:?} is not 2 to 8 bits or \"fp32\""
+                        )));
+                    }
+                };
+                layers.insert(layer.clone(), precision);
+            }
+            if all.iter().any(|x: &MixedPrecision| x.name == *m.name.get_ref()) {
+                return Err(self
+                    .at(m.name.span(), "space.mixed.name")
+                    .error(format!("a mixed-precision map named `{}` already exists", m.name.get_ref())));
+            }
+            let name: &'static str = Box::leak(m.name.get_ref().clone().into_boxed_str());
+            ids.push(MixedId {
+                index: all.len() as u16,
+                name,
+            });
+            all.push(MixedPrecision {
+                name: name.to_string(),
+                layers,
+            });
+        }
+        Ok(ids)
     }
 
     /// Adds one space's product to `set` and its float formats to `floats`.
@@ -440,7 +491,12 @@ impl Validator<'_> {
         space: &spec::SpaceSpec,
         set: &mut BTreeSet<LinearStrategy>,
         floats: &mut BTreeSet<FloatFormat>,
+        mixed: &mut Vec<MixedPrecision>,
     ) -> Result<(), SuiteError> {
+        let mixes: Vec<Option<MixedId>> = match self.mixed_maps(space, mixed)? {
+            ids if ids.is_empty() => vec![None],
+            ids => ids.into_iter().map(Some).collect(),
+        };
         for &bits in space.weight_bits.get_ref() {
             if !(2..=8).contains(&bits) {
                 return Err(self
@@ -514,7 +570,10 @@ impl Validator<'_> {
                                         } else {
                                             vec![None]
                                         };
-                                    for calibration in per_act {
+                                    for (calibration, mix) in per_act
+                                        .iter()
+                                        .flat_map(|c| mixes.iter().map(move |m| (*c, *m)))
+                                    {
                                         set.insert(LinearStrategy {
                                             weight_bits: bits,
                                             act,
@@ -528,6 +587,7 @@ impl Validator<'_> {
                                             },
                                             weight_range,
                                             refinement: Refinement::None,
+                                            mixed: mix,
                                         });
                                     }
                                 }

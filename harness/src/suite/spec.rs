@@ -177,6 +177,23 @@ pub enum FloatSpec {
     Bf16,
 }
 
+/// One layer's precision in a map: bits (2..=8) or `"fp32"`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum LayerPrecisionSpec {
+    Bits(u32),
+    Named(String),
+}
+
+/// A named per-layer precision map: `layers = { "Conv_1" = 8, "Gemm_10" = "fp32" }` (node names as in the
+/// model; `harness info MODEL`-style listings name them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixedSpec {
+    pub name: Spanned<String>,
+    pub layers: Spanned<std::collections::BTreeMap<String, LayerPrecisionSpec>>,
+}
+
 /// The strategy space: lists whose cartesian product is swept (an FP32 baseline is always added).
 /// Combinations that do not exist (log levels with affine or per-group weights) are left out of the product.
 #[derive(Debug, Deserialize)]
@@ -206,6 +223,11 @@ pub struct SpaceSpec {
     /// Whole-model 16-bit float strategies to add (none by default).
     #[serde(default)]
     pub floats: Vec<FloatSpec>,
+    /// Per-layer precision maps (`[[space.mixed]]`). When present, every point of this space's product runs
+    /// once per map (its `weight_bits` is the default for unlisted layers) and not without one: put maps in
+    /// their own `[[space.also]]` to sweep them beside uniform strategies.
+    #[serde(default)]
+    pub mixed: Vec<MixedSpec>,
     /// More spaces swept too (`[[space.also]]`), each a full space with its own lists and defaults: e.g. a
     /// calibrator x granularity x bits table plus a few log or power-of-two strategies without their product.
     #[serde(default)]
@@ -224,6 +246,7 @@ impl Default for SpaceSpec {
             scale: default_scale(),
             weight_range: default_weight_range(),
             floats: Vec::new(),
+            mixed: Vec::new(),
             also: Vec::new(),
         }
     }
