@@ -12,6 +12,7 @@ pub mod calib;
 pub mod log;
 pub mod observer;
 pub mod pow2;
+pub mod ptq;
 pub mod scheme;
 
 pub use bits::{pack_bits, pack_codes, packed_len, unpack_bits, unpack_codes};
@@ -25,6 +26,10 @@ pub use log::{
 };
 pub use observer::MinMaxObserver;
 pub use pow2::{ScaleConstraint, pow2_ceil, shift_for_multiplier};
+pub use ptq::{
+    AdaRoundConfig, GptqConfig, HessianAccumulator, MeanAccumulator, PtqError, QuantizedWeights,
+    RowReservoir, adaround, correct_bias, equalize_pair, gptq,
+};
 pub use scheme::{
     ActParams, Granularity, QParams, Scheme, SchemeError, activation_params_u8,
     quantize_weights_i8, weight_params_i8,
