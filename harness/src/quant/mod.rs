@@ -8,6 +8,7 @@
 
 pub mod calibrate;
 pub mod model;
+pub mod refine;
 pub mod serialize;
 pub mod strategy;
 
@@ -42,4 +43,6 @@ pub enum QuantError {
     WeightRange(#[from] strategies::calib::CalibError),
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Ptq(#[from] strategies::ptq::PtqError),
 }

@@ -31,9 +31,10 @@ use strategies::{
 
 use super::QuantError;
 use super::calibrate::ActivationRanges;
+use super::refine::{LayerInputs, RefineData};
 use super::strategy::{
     ActMode, Calibration, FloatFormat, LayerPrecision, LinearStrategy, MixedPrecision, Quantizer,
-    Strategy, WeightRange,
+    Refinement, Strategy, WeightRange,
 };
 use crate::exec::ops;
 use crate::ir::{ConvAttrs, Graph, Node, Op, Tensor};
@@ -251,7 +252,26 @@ impl QuantizedModel {
         ranges: Option<&ActivationRanges>,
         kernels: KernelSet,
     ) -> Result<Self, QuantError> {
-        Self::build_with(graph, strategy, None, None, ranges, kernels)
+        Self::build_with(graph, strategy, None, None, ranges, None, kernels)
+    }
+
+    /// The general form: an optional per-layer precision map, and the calibration statistics the strategy's
+    /// refinement needs (GPTQ, AdaRound, bias correction).
+    pub fn build_full(
+        graph: &Graph,
+        strategy: LinearStrategy,
+        mixed: Option<&MixedPrecision>,
+        ranges: Option<&ActivationRanges>,
+        refine: Option<&RefineData>,
+        kernels: KernelSet,
+    ) -> Result<Self, QuantError> {
+        match mixed {
+            Some(map) => {
+                check_layers(graph, map)?;
+                Self::build_with(graph, strategy, None, Some(map), ranges, refine, kernels)
+            }
+            None => Self::build_with(graph, strategy, None, None, ranges, refine, kernels),
+        }
     }
 
     /// [`build`](Self::build) with a per-layer precision map: listed layers take their own bit width, or stay
@@ -263,15 +283,8 @@ impl QuantizedModel {
         ranges: Option<&ActivationRanges>,
         kernels: KernelSet,
     ) -> Result<Self, QuantError> {
-        let layers = linear_layer_names(graph);
-        if let Some(unknown) = map.layers.keys().find(|l| !layers.contains(l)) {
-            return Err(QuantError::Unsupported(format!(
-                "mixed-precision map `{}` names layer `{unknown}`, which is not a Conv / Gemm / MatMul of the model (its layers: {})",
-                map.name,
-                layers.join(", ")
-            )));
-        }
-        Self::build_with(graph, strategy, None, Some(map), ranges, kernels)
+        check_layers(graph, map)?;
+        Self::build_with(graph, strategy, None, Some(map), ranges, None, kernels)
     }
 
     /// The whole model with Conv / Gemm / MatMul weights in a 16-bit float format, run on that format's GEMM
@@ -289,7 +302,7 @@ impl QuantizedModel {
             Scheme::Symmetric,
             None,
         );
-        Self::build_with(graph, rules, Some(format), None, None, kernels)
+        Self::build_with(graph, rules, Some(format), None, None, None, kernels)
     }
 
     /// The strategy this model runs, as result rows name it.
@@ -306,6 +319,7 @@ impl QuantizedModel {
         float: Option<FloatFormat>,
         mixed: Option<&MixedPrecision>,
         ranges: Option<&ActivationRanges>,
+        refine: Option<&RefineData>,
         kernels: KernelSet,
     ) -> Result<Self, QuantError> {
         let consumers = consumer_counts(graph);
@@ -340,8 +354,15 @@ impl QuantizedModel {
                 ),
                 None => (strategy, float),
             };
-            let Some(mut lin) =
-                linear_from_node(graph, node, layer_strategy, layer_float, kernels, permute)?
+            let Some(mut lin) = linear_from_node(
+                graph,
+                node,
+                layer_strategy,
+                layer_float,
+                refine.and_then(|r| r.layer(&node.name)),
+                kernels,
+                permute,
+            )?
             else {
                 let input = node.inputs.first().cloned().unwrap_or_default();
                 let output = node.outputs[0].clone();
@@ -1261,6 +1282,7 @@ fn linear_from_node(
     node: &Node,
     strategy: LinearStrategy,
     float: Option<FloatFormat>,
+    refine: Option<&LayerInputs>,
     kernels: KernelSet,
     permute_channels: Option<usize>,
 ) -> Result<Option<QLinear>, QuantError> {
@@ -1268,23 +1290,29 @@ fn linear_from_node(
         return Ok(None);
     };
     let static_mode = strategy.act == ActMode::Static;
-    let (shape, w_kn) = match shape {
+    // `perm[new row] = old row` when the rows are reordered for channels-last inputs.
+    let (shape, perm): (LinearShape, Option<Vec<usize>>) = match shape {
         LinearShape::Conv(attrs) if static_mode => {
             // Rows (c, ky, kx) -> (ky, kx, c).
             let taps = attrs.kernel_shape[0] * attrs.kernel_shape[1];
             let c_in = w_kn.nrows() / taps;
-            let w =
-                Array2::from_shape_fn(w_kn.dim(), |(r, j)| w_kn[[(r % c_in) * taps + r / c_in, j]]);
-            (LinearShape::ConvNhwc(attrs), w)
+            let perm = (0..w_kn.nrows())
+                .map(|r| (r % c_in) * taps + r / c_in)
+                .collect();
+            (LinearShape::ConvNhwc(attrs), Some(perm))
         }
         LinearShape::Dense if permute_channels.is_some_and(|c| w_kn.nrows() % c == 0) => {
             // Rows c * hw + p (NCHW flatten) -> p * c + ch (NHWC flatten).
             let c = permute_channels.expect("checked");
             let hw = w_kn.nrows() / c;
-            let w = Array2::from_shape_fn(w_kn.dim(), |(r, j)| w_kn[[(r % c) * hw + r / c, j]]);
-            (LinearShape::Dense, w)
+            let perm = (0..w_kn.nrows()).map(|r| (r % c) * hw + r / c).collect();
+            (LinearShape::Dense, Some(perm))
         }
-        other => (other, w_kn),
+        other => (other, None),
+    };
+    let w_kn = match &perm {
+        Some(p) => Array2::from_shape_fn(w_kn.dim(), |(r, j)| w_kn[[p[r], j]]),
+        None => w_kn,
     };
     if let Some(format) = float {
         let (k, n) = w_kn.dim();
@@ -1336,7 +1364,31 @@ fn linear_from_node(
             mode: LinearMode::Float(format),
         }));
     }
-    let (weights, params, stored) = quantize_layer_weights(w_kn.view(), strategy)?;
+    let (weights, params, stored) = match strategy.refinement {
+        Refinement::None => quantize_layer_weights(w_kn.view(), strategy)?,
+        r => {
+            let inputs = refine.ok_or_else(|| {
+                QuantError::Unsupported(format!(
+                    "{} needs calibration statistics of layer `{}`, and none were gathered",
+                    r.name(),
+                    node.name
+                ))
+            })?;
+            refined_weights(w_kn.view(), strategy, inputs, perm.as_deref(), &node.name)?
+        }
+    };
+    // Bias correction: the bias absorbs the mean output shift the quantized weights cause.
+    let bias = match (strategy.refinement, refine.and_then(|r| r.mean.as_ref())) {
+        (Refinement::BiasCorrection, Some(mean)) => {
+            let mean = permuted_vec(mean, perm.as_deref());
+            let w_q = strategies::dequantize_weights(weights.view(), &params)?;
+            let b = bias
+                .as_ref()
+                .map(|b| ndarray::ArrayView1::from(b.as_slice()));
+            Some(strategies::ptq::correct_bias(w_kn.view(), w_q.view(), b, mean.view())?.to_vec())
+        }
+        _ => bias,
+    };
     let (k, n) = weights.dim();
     let flat: Vec<i8> = weights.iter().copied().collect();
     let packed = match strategy.act {
@@ -1473,4 +1525,81 @@ pub fn linear_layer_names(graph: &Graph) -> Vec<String> {
         .filter(|n| matches!(n.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul))
         .map(|n| n.name.clone())
         .collect()
+}
+
+/// An error unless every layer `map` names is a Conv / Gemm / MatMul of `graph`.
+fn check_layers(graph: &Graph, map: &MixedPrecision) -> Result<(), QuantError> {
+    let layers = linear_layer_names(graph);
+    match map.layers.keys().find(|l| !layers.contains(l)) {
+        Some(unknown) => Err(QuantError::Unsupported(format!(
+            "mixed-precision map `{}` names layer `{unknown}`, which is not a Conv / Gemm / MatMul of the model (its layers: {})",
+            map.name,
+            layers.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `v` reordered as the weight rows were (`perm[new] = old`).
+fn permuted_vec(v: &ndarray::Array1<f64>, perm: Option<&[usize]>) -> ndarray::Array1<f64> {
+    match perm {
+        Some(p) => p.iter().map(|&old| v[old]).collect(),
+        None => v.clone(),
+    }
+}
+
+/// GPTQ or AdaRound weights from the layer's calibration statistics, in the (possibly permuted) row order of
+/// `w`: the Hessian's rows and columns, or the sampled rows' columns, are permuted alike.
+fn refined_weights(
+    w: ndarray::ArrayView2<f32>,
+    s: LinearStrategy,
+    inputs: &LayerInputs,
+    perm: Option<&[usize]>,
+    node: &str,
+) -> Result<(Array2<i8>, QParams, Vec<u8>), QuantError> {
+    if s.quantizer == Quantizer::Log {
+        return Err(QuantError::Unsupported(
+            "GPTQ and AdaRound choose uniform integer weights; they do not apply to logarithmic levels".into(),
+        ));
+    }
+    let missing = |what: &str| {
+        QuantError::Unsupported(format!(
+            "{} of layer `{node}` needs its {what} from calibration, which was not gathered",
+            s.refinement.name()
+        ))
+    };
+    let qw = match s.refinement {
+        Refinement::Gptq => {
+            let h = inputs.hessian.as_ref().ok_or_else(|| missing("Hessian"))?;
+            let h = match perm {
+                Some(p) => Array2::from_shape_fn(h.dim(), |(i, j)| h[[p[i], p[j]]]),
+                None => h.clone(),
+            };
+            let config = strategies::ptq::GptqConfig {
+                constraint: s.scale,
+                ..strategies::ptq::GptqConfig::new(s.weight_bits, s.scheme, s.granularity)
+            };
+            strategies::ptq::gptq(w, h.view(), &config)?
+        }
+        Refinement::AdaRound => {
+            let x = inputs.rows.as_ref().ok_or_else(|| missing("input rows"))?;
+            let x = match perm {
+                Some(p) => Array2::from_shape_fn((x.nrows(), p.len()), |(i, j)| x[[i, p[j]]]),
+                None => x.clone(),
+            };
+            let params = weight_params(w, s.weight_bits, s.scheme, s.granularity, s.scale)?;
+            strategies::ptq::adaround(
+                w,
+                x.view(),
+                &params,
+                &strategies::ptq::AdaRoundConfig::default(),
+            )?
+        }
+        Refinement::BiasCorrection | Refinement::None => return quantize_layer_weights(w, s),
+    };
+    let stored = pack_bits(
+        &qw.values.iter().copied().collect::<Vec<i8>>(),
+        s.weight_bits,
+    )?;
+    Ok((qw.values, qw.params, stored))
 }

@@ -103,8 +103,6 @@ pub enum Refinement {
     None,
     /// Bias absorbs the mean output error of quantized weights over the calibration data.
     BiasCorrection,
-    /// Cross-layer equalization of consecutive Conv/Gemm pairs through a ReLU, before quantization.
-    Cle,
     /// GPTQ: weights quantized row by row with second-order error compensation from calibration inputs.
     Gptq,
     /// AdaRound: each weight's rounding direction learned on calibration inputs.
@@ -116,7 +114,6 @@ impl Refinement {
         match self {
             Refinement::None => "none",
             Refinement::BiasCorrection => "biascorr",
-            Refinement::Cle => "cle",
             Refinement::Gptq => "gptq",
             Refinement::AdaRound => "adaround",
         }

@@ -16,8 +16,9 @@ use crate::data::{self, DataError, RawData, stratified_split};
 use crate::error::Error;
 use crate::exec::reference::Fp32Executor;
 use crate::ir::{Dim, Graph, Tensor};
-use crate::quant::strategy::LinearStrategy;
+use crate::quant::refine::RefineData;
 use crate::quant::serialize::{serialize_fp32, serialize_quantized};
+use crate::quant::strategy::{LinearStrategy, Refinement};
 use crate::quant::{ActMode, ActivationRanges, QuantizedModel, Strategy};
 use crate::results::{CsvAppender, Row};
 use crate::suite::spec::DataFormat;
@@ -393,6 +394,41 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
         } else {
             None
         };
+        // Per-layer calibration statistics for the PTQ refinements the space uses (once per model).
+        let refinements: Vec<Refinement> = suite
+            .strategies
+            .iter()
+            .filter_map(|s| match s {
+                Strategy::Linear(l) if l.refinement != Refinement::None => Some(l.refinement),
+                _ => None,
+            })
+            .collect();
+        let refine = if refinements.is_empty() {
+            None
+        } else {
+            let exec = Fp32Executor::new(&model.graph, prepared.targets[0].1)
+                .map_err(|e| Error::Run(e.to_string()))?;
+            let n = data.calibration.nrows();
+            let chunk = suite.measure.eval_batch;
+            let batches = (0..n)
+                .step_by(chunk)
+                .map(|s| data.batch(&data.calibration, s..(s + chunk).min(n)));
+            Some(
+                RefineData::collect(
+                    &exec,
+                    &model.graph,
+                    &model.input,
+                    batches,
+                    &refinements,
+                    suite.seed,
+                )
+                .map_err(|e| Error::Quant {
+                    model: model.name.clone(),
+                    strategy: "refinement statistics".into(),
+                    source: Box::new(e),
+                })?,
+            )
+        };
         // Predictions depend on the strategy and the kernels that ran, not on the timed batch or threads:
         // targets that share kernels share one accuracy pass.
         let mut predictions: HashMap<(String, String), Vec<usize>> = HashMap::new();
@@ -425,23 +461,19 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                         (Box::new(q), names, size)
                     }
                     Strategy::Linear(l) => {
-                        let built = match l.mixed {
-                            Some(m) => QuantizedModel::build_mixed(
-                                &model.graph,
-                                *l,
-                                &suite.mixed[m.index as usize],
-                                ranges.as_ref(),
-                                *kernels,
-                            ),
-                            None => {
-                                QuantizedModel::build(&model.graph, *l, ranges.as_ref(), *kernels)
-                            }
-                        };
+                        let built = QuantizedModel::build_full(
+                            &model.graph,
+                            *l,
+                            l.mixed.map(|m| &suite.mixed[m.index as usize]),
+                            ranges.as_ref(),
+                            refine.as_ref(),
+                            *kernels,
+                        );
                         let q = built.map_err(|source| Error::Quant {
-                                model: model.name.clone(),
-                                strategy: strategy.name(),
-                                source: Box::new(source),
-                            })?;
+                            model: model.name.clone(),
+                            strategy: strategy.name(),
+                            source: Box::new(source),
+                        })?;
                         let names = q.kernel_names();
                         let size = serialize_quantized(&q).len() as u64;
                         (Box::new(q), names, size)
@@ -513,9 +545,9 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                     weight_range: strategy.weight_range().into(),
                     refinement: strategy.refinement().into(),
                     layer_precision: match strategy {
-                        Strategy::Linear(LinearStrategy {
-                            mixed: Some(m), ..
-                        }) => suite.mixed[m.index as usize].describe(),
+                        Strategy::Linear(LinearStrategy { mixed: Some(m), .. }) => {
+                            suite.mixed[m.index as usize].describe()
+                        }
                         _ => String::new(),
                     },
                     calib_samples: data.calibration.nrows(),

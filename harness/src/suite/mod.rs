@@ -424,10 +424,7 @@ impl Validator<'_> {
     /// static activations only. Combinations that do not exist are left out: logarithmic levels are
     /// sign + exponent codes with one scale per tensor or channel (symmetric, not per group, min-max range)
     /// and decode exactly into int8 only up to 4 bits.
-    fn expand(
-        &self,
-        file: &SuiteFile,
-    ) -> Result<(Vec<Strategy>, Vec<MixedPrecision>), SuiteError> {
+    fn expand(&self, file: &SuiteFile) -> Result<(Vec<Strategy>, Vec<MixedPrecision>), SuiteError> {
         let mut linear = BTreeSet::new();
         let mut floats = BTreeSet::new();
         let mut mixed = Vec::new();
@@ -467,10 +464,14 @@ impl Validator<'_> {
                 };
                 layers.insert(layer.clone(), precision);
             }
-            if all.iter().any(|x: &MixedPrecision| x.name == *m.name.get_ref()) {
-                return Err(self
-                    .at(m.name.span(), "space.mixed.name")
-                    .error(format!("a mixed-precision map named `{}` already exists", m.name.get_ref())));
+            if all
+                .iter()
+                .any(|x: &MixedPrecision| x.name == *m.name.get_ref())
+            {
+                return Err(self.at(m.name.span(), "space.mixed.name").error(format!(
+                    "a mixed-precision map named `{}` already exists",
+                    m.name.get_ref()
+                )));
             }
             let name: &'static str = Box::leak(m.name.get_ref().clone().into_boxed_str());
             ids.push(MixedId {
@@ -570,10 +571,32 @@ impl Validator<'_> {
                                         } else {
                                             vec![None]
                                         };
-                                    for (calibration, mix) in per_act
+                                    let refinements: Vec<Refinement> = space
+                                        .refinement
                                         .iter()
-                                        .flat_map(|c| mixes.iter().map(move |m| (*c, *m)))
-                                    {
+                                        .map(|r| match r {
+                                            spec::RefinementSpec::None => Refinement::None,
+                                            spec::RefinementSpec::Gptq => Refinement::Gptq,
+                                            spec::RefinementSpec::Adaround => Refinement::AdaRound,
+                                            spec::RefinementSpec::BiasCorrection => {
+                                                Refinement::BiasCorrection
+                                            }
+                                        })
+                                        // Refinements choose uniform integer weights.
+                                        .filter(|r| {
+                                            *r == Refinement::None
+                                                || quantizer == Quantizer::Uniform
+                                        })
+                                        .collect();
+                                    let mut combos = Vec::new();
+                                    for &c in &per_act {
+                                        for &m in &mixes {
+                                            for &r in &refinements {
+                                                combos.push((c, m, r));
+                                            }
+                                        }
+                                    }
+                                    for (calibration, mix, refinement) in combos {
                                         set.insert(LinearStrategy {
                                             weight_bits: bits,
                                             act,
@@ -586,7 +609,7 @@ impl Validator<'_> {
                                                 ScaleSpec::Pow2 => ScaleConstraint::PowerOfTwo,
                                             },
                                             weight_range,
-                                            refinement: Refinement::None,
+                                            refinement,
                                             mixed: mix,
                                         });
                                     }

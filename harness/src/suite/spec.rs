@@ -171,6 +171,18 @@ pub enum WeightRangeSpec {
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefinementSpec {
+    None,
+    /// Second-order error compensation from calibration inputs (Frantar et al. 2022).
+    Gptq,
+    /// Learned rounding on calibration inputs (Nagel et al. 2020).
+    Adaround,
+    /// Bias absorbs the quantized weights' mean output shift (Nagel et al. 2019).
+    BiasCorrection,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum FloatSpec {
     Fp16,
@@ -220,6 +232,9 @@ pub struct SpaceSpec {
     /// How each weight slice's clipping range is chosen.
     #[serde(default = "default_weight_range")]
     pub weight_range: Vec<WeightRangeSpec>,
+    /// PTQ refinements: `none`, `gptq`, `adaround`, `bias-correction` (uniform levels only).
+    #[serde(default = "default_refinement")]
+    pub refinement: Vec<RefinementSpec>,
     /// Whole-model 16-bit float strategies to add (none by default).
     #[serde(default)]
     pub floats: Vec<FloatSpec>,
@@ -245,6 +260,7 @@ impl Default for SpaceSpec {
             quantizer: default_quantizer(),
             scale: default_scale(),
             weight_range: default_weight_range(),
+            refinement: default_refinement(),
             floats: Vec::new(),
             mixed: Vec::new(),
             also: Vec::new(),
@@ -276,6 +292,9 @@ fn default_quantizer() -> Vec<QuantizerSpec> {
 }
 fn default_scale() -> Vec<ScaleSpec> {
     vec![ScaleSpec::Float]
+}
+fn default_refinement() -> Vec<RefinementSpec> {
+    vec![RefinementSpec::None]
 }
 fn default_weight_range() -> Vec<WeightRangeSpec> {
     vec![WeightRangeSpec::Minmax]
