@@ -221,3 +221,26 @@ fn gptq_and_adaround_beat_round_to_nearest_at_two_bits() {
     assert!(gptq >= rtn + 60, "gptq {gptq} vs rtn {rtn}");
     assert!(adaround >= rtn + 60, "adaround {adaround} vs rtn {rtn}");
 }
+
+/// Calibration memory is fixed by the calibrators (one bounded histogram per value and rule), not by how
+/// many samples stream through: four times the batches hold exactly the same bytes.
+#[test]
+fn calibration_memory_does_not_grow_with_samples() {
+    let graph = harness::onnx::load_model(&data_dir().join("ccexam_mnist_cnn.onnx")).unwrap();
+    let x = images();
+    let fp32 = Fp32Executor::new(&graph, kernels::select(None).unwrap()).unwrap();
+    let rules = [
+        (Calibration::Kl, false),
+        (Calibration::Mse, true),
+        (
+            Calibration::Percentile {
+                percent_ppm: 99_990_000,
+            },
+            false,
+        ),
+    ];
+    let one = ActivationRanges::observe_rules(&fp32, "input", [x.clone()], &rules).unwrap();
+    let four = ActivationRanges::observe_rules(&fp32, "input", vec![x; 4], &rules).unwrap();
+    assert!(one.memory_bytes() > 0);
+    assert_eq!(one.memory_bytes(), four.memory_bytes());
+}
