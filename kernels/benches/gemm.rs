@@ -4,7 +4,8 @@
 //!
 //! IDs read `gemm/{isa}/{dtype}/{M}x{K}x{N}`, with `{isa}` the kernel's own ISA; a tier that inherits a lower
 //! tier's kernel is not timed twice. Dtypes as in `harness bench`: int8, dynint8 (f32 in, quantized at run
-//! time), int4 (int8 activations, group 32), int4f32, bf16, f16 (f16 weights), f32, f32w8.
+//! time), int4 (int8 activations, group 32), int4f32, bf16, f16 (f16 weights), f32, f32w8; and int8rq, the
+//! static layer (int8 GEMM plus requantization to u8, fused in registers where the kernel does it).
 //!
 //! Throughput is `Elements(m*k*n)`, i.e. multiply-adds per second (GOPS = 2 x that). Single-threaded (a
 //! one-thread rayon pool, as `harness bench --threads 1`). Hot caches only: the same inputs and weights every
@@ -93,6 +94,32 @@ fn int8(c: &mut Criterion) {
             let b = kern.pack_b(&rng.i8s(k * n), k, n);
             let mut out = vec![0i32; m * n];
             Box::new(move || kern.gemm(m, black_box(&a), k, &b, black_box(&mut out), n))
+        },
+    );
+}
+
+/// The static int8 layer: GEMM plus requantization to u8 (fused in registers where the kernel does it).
+fn int8rq(c: &mut Criterion) {
+    family(
+        c,
+        "int8rq",
+        |s| s.gemm_u8i8_requant,
+        |kern, (m, k, n), rng| {
+            let a = rng.u8s(m * k);
+            let b = kern.pack_b(&rng.i8s(k * n), k, n);
+            let offset: Vec<i32> = (0..n).map(|_| rng.below(2001) as i32 - 1000).collect();
+            let mult = vec![1.0 / (k as f32 * 500.0); n];
+            let mut out = vec![0u8; m * n];
+            Box::new(move || {
+                let rq = kernels::Requant {
+                    offset: &offset,
+                    zero_point_rows: None,
+                    mult: &mult,
+                    out_zp: 128,
+                    relu: true,
+                };
+                kern.gemm_requant(m, black_box(&a), k, &b, &rq, black_box(&mut out), n)
+            })
         },
     );
 }
@@ -225,5 +252,5 @@ fn int4(c: &mut Criterion) {
     );
 }
 
-criterion::criterion_group!(benches, int8, dynint8, int4, bf16, f16w, f32, f32w8);
+criterion::criterion_group!(benches, int8, int8rq, dynint8, int4, bf16, f16w, f32, f32w8);
 criterion::criterion_main!(benches);
