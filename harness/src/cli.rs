@@ -104,6 +104,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train a built-in architecture from scratch on IDX data (Fashion-MNIST) and write it as ONNX.
+    Train(harness::train::TrainArgs),
 }
 
 fn load_suite(path: Option<&Path>) -> Result<Suite, Error> {
@@ -188,6 +190,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Bench(args) => harness::bench::run(&args),
+        Command::Train(args) => harness::train::command::run(&args),
         Command::Info => {
             println!("cpu:       {}", kernels::isa::cpu_model());
             println!("features:  {}", kernels::isa::cpu_features().join(" "));

@@ -13,5 +13,6 @@ pub mod runner;
 pub mod search;
 pub mod suite;
 pub mod table;
+pub mod train;
 
 pub use error::Error;

@@ -6,6 +6,7 @@
 //! Anything else is refused with an [`ImportError`] that names the file, the node, its op type and the
 //! model's opset, never silently approximated.
 
+pub mod export;
 mod import;
 pub mod proto;
 
@@ -15,6 +16,7 @@ use prost::Message;
 
 use crate::ir;
 
+pub use export::{ExportError, encode_model, export_model, save_model};
 pub use import::{import_model, tensor_from_proto};
 
 /// The op types the importer accepts (besides `Constant`, which is folded away).

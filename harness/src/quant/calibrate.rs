@@ -33,6 +33,8 @@ pub struct ActivationRanges {
     memory_bytes: usize,
     /// The graph input's name and observed `(min, max)`.
     input: Option<(String, f32, f32)>,
+    /// Ranges fixed from outside (learned by QAT), served for every rule.
+    fixed: HashMap<String, (f32, f32)>,
 }
 
 impl std::fmt::Debug for ActivationRanges {
@@ -45,6 +47,15 @@ impl std::fmt::Debug for ActivationRanges {
 }
 
 impl ActivationRanges {
+    /// Ranges fixed ahead of time, e.g. the activation ranges quantization-aware training learned: every rule
+    /// gets these.
+    pub fn from_fixed(ranges: impl IntoIterator<Item = (String, (f32, f32))>) -> Self {
+        ActivationRanges {
+            fixed: ranges.into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
     /// Min-max ranges (affine) of every value: runs `exec` over `batches` of the input named `input`.
     pub fn observe<I>(exec: &Fp32Executor, input: &str, batches: I) -> Result<Self, QuantError>
     where
@@ -121,6 +132,9 @@ impl ActivationRanges {
 
     /// The min-max range of `value` (affine), the first rule's when min-max was not requested.
     pub fn get(&self, value: &str) -> Result<(f32, f32), QuantError> {
+        if let Some(&r) = self.fixed.get(value) {
+            return Ok(r);
+        }
         let cals = self
             .calibrators
             .get(value)
@@ -140,6 +154,9 @@ impl ActivationRanges {
     /// The range `rule` chose for `value`. A symmetric min-max rule may be served by the affine min-max
     /// calibrator: symmetric schemes read `max(|lo|, |hi|)`, which both give.
     pub fn get_rule(&self, value: &str, rule: Rule) -> Result<(f32, f32), QuantError> {
+        if let Some(&r) = self.fixed.get(value) {
+            return Ok(r);
+        }
         if let Some((name, lo, hi)) = &self.input
             && name == value
             && lo.is_finite()

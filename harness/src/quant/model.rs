@@ -1595,6 +1595,28 @@ fn refined_weights(
                 &strategies::ptq::AdaRoundConfig::default(),
             )?
         }
+        Refinement::Qat => {
+            let scales = inputs
+                .weight_scales
+                .as_ref()
+                .ok_or_else(|| missing("learned weight steps"))?;
+            let n = w.ncols();
+            if scales.len() != n || s.scheme != Scheme::Symmetric {
+                return Err(QuantError::Unsupported(format!(
+                    "QAT of layer `{node}` learned {} weight steps for {n} channels (symmetric per-channel weights only)",
+                    scales.len()
+                )));
+            }
+            let params = QParams {
+                scales: scales.clone(),
+                zero_points: vec![0; n],
+                bits: s.weight_bits,
+                scheme: Scheme::Symmetric,
+                granularity: Granularity::PerChannel,
+            };
+            let values = quantize_weights(w, &params)?;
+            strategies::ptq::QuantizedWeights { values, params }
+        }
         Refinement::BiasCorrection | Refinement::None => return quantize_layer_weights(w, s),
     };
     let stored = pack_bits(

@@ -34,6 +34,8 @@ pub struct LayerInputs {
     pub hessian: Option<Array2<f64>>,
     pub rows: Option<Array2<f32>>,
     pub mean: Option<Array1<f64>>,
+    /// Per-output-channel weight steps learned by quantization-aware training.
+    pub weight_scales: Option<Vec<f32>>,
 }
 
 /// Statistics of every quantizable layer's GEMM rows.
@@ -135,10 +137,34 @@ impl RefineData {
                     .map(|m| m.mean())
                     .transpose()
                     .map_err(|e| ptq(&name, e))?,
+                weight_scales: None,
             };
             layers.insert(name, inputs);
         }
         Ok(RefineData { layers })
+    }
+
+    /// Learned weight steps per layer: `scales` is keyed by weight initializer, as QAT reports them.
+    pub fn from_weight_scales(
+        graph: &Graph,
+        scales: &std::collections::BTreeMap<String, Vec<f32>>,
+    ) -> Self {
+        let layers = graph
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul))
+            .filter_map(|n| {
+                let s = scales.get(n.inputs.get(1)?)?;
+                Some((
+                    n.name.clone(),
+                    LayerInputs {
+                        weight_scales: Some(s.clone()),
+                        ..Default::default()
+                    },
+                ))
+            })
+            .collect();
+        RefineData { layers }
     }
 
     /// The statistics of layer `node`, if it was seen.

@@ -107,6 +107,9 @@ pub enum Refinement {
     Gptq,
     /// AdaRound: each weight's rounding direction learned on calibration inputs.
     AdaRound,
+    /// Quantization-aware training: fake-quantized fine-tuning with learned step sizes (LSQ); weights,
+    /// weight steps and activation ranges come from training.
+    Qat,
 }
 
 impl Refinement {
@@ -116,6 +119,7 @@ impl Refinement {
             Refinement::BiasCorrection => "biascorr",
             Refinement::Gptq => "gptq",
             Refinement::AdaRound => "adaround",
+            Refinement::Qat => "qat",
         }
     }
 }

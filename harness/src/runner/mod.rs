@@ -429,6 +429,9 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                 })?,
             )
         };
+        // Quantization-aware training, once per weight width: the fine-tuned graph, its learned activation
+        // ranges and weight steps.
+        let mut qat_done: HashMap<u32, QatOutcome> = HashMap::new();
         // Predictions depend on the strategy and the kernels that ran, not on the timed batch or threads:
         // targets that share kernels share one accuracy pass.
         let mut predictions: HashMap<(String, String), Vec<usize>> = HashMap::new();
@@ -441,44 +444,70 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                     Box<dyn Classifier>,
                     Vec<&'static str>,
                     u64,
-                ) = match strategy {
-                    Strategy::Fp32 => {
-                        let exec = Fp32Executor::new(&model.graph, *kernels)
-                            .map_err(|e| Error::Run(e.to_string()))?;
-                        let names = exec.kernel_names();
-                        (Box::new(exec), names, fp32_bytes)
-                    }
-                    Strategy::Float(f) => {
-                        let q = QuantizedModel::build_float(&model.graph, *f, *kernels).map_err(
-                            |source| Error::Quant {
+                ) =
+                    match strategy {
+                        Strategy::Fp32 => {
+                            let exec = Fp32Executor::new(&model.graph, *kernels)
+                                .map_err(|e| Error::Run(e.to_string()))?;
+                            let names = exec.kernel_names();
+                            (Box::new(exec), names, fp32_bytes)
+                        }
+                        Strategy::Float(f) => {
+                            let q = QuantizedModel::build_float(&model.graph, *f, *kernels)
+                                .map_err(|source| Error::Quant {
+                                    model: model.name.clone(),
+                                    strategy: strategy.name(),
+                                    source: Box::new(source),
+                                })?;
+                            let names = q.kernel_names();
+                            let size = serialize_quantized(&q).len() as u64;
+                            (Box::new(q), names, size)
+                        }
+                        Strategy::Linear(l) if l.refinement == Refinement::Qat => {
+                            let qat =
+                                match qat_done.entry(l.weight_bits) {
+                                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                                        run_qat(suite, model, data, *kernels, l.weight_bits, opts)?,
+                                    ),
+                                };
+                            let qat = &*qat;
+                            let q = QuantizedModel::build_full(
+                                &qat.graph,
+                                *l,
+                                l.mixed.map(|m| &suite.mixed[m.index as usize]),
+                                Some(&qat.ranges),
+                                Some(&qat.steps),
+                                *kernels,
+                            )
+                            .map_err(|source| Error::Quant {
                                 model: model.name.clone(),
                                 strategy: strategy.name(),
                                 source: Box::new(source),
-                            },
-                        )?;
-                        let names = q.kernel_names();
-                        let size = serialize_quantized(&q).len() as u64;
-                        (Box::new(q), names, size)
-                    }
-                    Strategy::Linear(l) => {
-                        let built = QuantizedModel::build_full(
-                            &model.graph,
-                            *l,
-                            l.mixed.map(|m| &suite.mixed[m.index as usize]),
-                            ranges.as_ref(),
-                            refine.as_ref(),
-                            *kernels,
-                        );
-                        let q = built.map_err(|source| Error::Quant {
-                            model: model.name.clone(),
-                            strategy: strategy.name(),
-                            source: Box::new(source),
-                        })?;
-                        let names = q.kernel_names();
-                        let size = serialize_quantized(&q).len() as u64;
-                        (Box::new(q), names, size)
-                    }
-                };
+                            })?;
+                            let names = q.kernel_names();
+                            let size = serialize_quantized(&q).len() as u64;
+                            (Box::new(q), names, size)
+                        }
+                        Strategy::Linear(l) => {
+                            let built = QuantizedModel::build_full(
+                                &model.graph,
+                                *l,
+                                l.mixed.map(|m| &suite.mixed[m.index as usize]),
+                                ranges.as_ref(),
+                                refine.as_ref(),
+                                *kernels,
+                            );
+                            let q = built.map_err(|source| Error::Quant {
+                                model: model.name.clone(),
+                                strategy: strategy.name(),
+                                source: Box::new(source),
+                            })?;
+                            let names = q.kernel_names();
+                            let size = serialize_quantized(&q).len() as u64;
+                            (Box::new(q), names, size)
+                        }
+                    };
                 let memo = (strategy.name(), kernel_names.join("+"));
                 let pred = match predictions.get(&memo) {
                     Some(p) => p.clone(),
@@ -604,4 +633,76 @@ fn kernel_isa(kernels: &KernelSet, names: &[&'static str]) -> String {
         .map(|(_, k)| k.isa())
         .collect();
     isas.iter().map(|i| i.name()).collect::<Vec<_>>().join("+")
+}
+
+/// What quantization-aware training hands the quantizer.
+struct QatOutcome {
+    graph: Graph,
+    ranges: ActivationRanges,
+    steps: RefineData,
+}
+
+/// Fine-tunes `model` with fake-quantized `weight_bits`-bit weights and u8 activations on the calibration
+/// split (disjoint from evaluation), starting from min-max quantizers, with the suite's `[qat]` settings.
+fn run_qat(
+    suite: &Suite,
+    model: &PreparedModel,
+    data: &PreparedData,
+    kernels: KernelSet,
+    weight_bits: u32,
+    opts: &RunOptions,
+) -> Result<QatOutcome, Error> {
+    use crate::train::{
+        Dataset, OptimizerConfig, QatConfig, QuantConfig, TrainConfig, qat as fine_tune,
+    };
+    let fail =
+        |e: crate::train::TrainError| Error::Run(format!("model `{}`: QAT: {e}", model.name));
+    let n = data.calibration.nrows();
+    let labels = data
+        .calib_labels
+        .iter()
+        .map(|&l| {
+            usize::try_from(l).map_err(|_| Error::Run(format!("label {l} is not a class index")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let set = Dataset {
+        images: data.batch(&data.calibration, 0..n),
+        labels,
+    };
+    let config = QatConfig {
+        quant: QuantConfig {
+            weight_bits,
+            ..QuantConfig::default()
+        },
+        train: TrainConfig {
+            epochs: suite.qat.epochs,
+            batch_size: suite.qat.batch,
+            optimizer: OptimizerConfig {
+                lr: suite.qat.learning_rate,
+                ..OptimizerConfig::default()
+            },
+            seed: suite.seed,
+        },
+        calibration_samples: n,
+    };
+    let started = Instant::now();
+    let result = fine_tune(&model.graph, &kernels, &set, &config, &mut |e| {
+        if opts.progress {
+            eprintln!("  QAT w{weight_bits} {}: {e}", model.name);
+        }
+    })
+    .map_err(fail)?;
+    if opts.progress {
+        eprintln!(
+            "  QAT w{weight_bits} {}: {} epochs on {n} samples in {:.1} s",
+            model.name,
+            suite.qat.epochs,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(QatOutcome {
+        steps: RefineData::from_weight_scales(&result.graph, &result.weight_scales),
+        ranges: ActivationRanges::from_fixed(result.act_ranges.clone()),
+        graph: result.graph,
+    })
 }

@@ -133,6 +133,7 @@ pub struct Suite {
     pub mixed: Vec<MixedPrecision>,
     pub measure: Measure,
     pub search: SearchSpec,
+    pub qat: spec::QatSpec,
 }
 
 impl Suite {
@@ -417,6 +418,7 @@ impl Validator<'_> {
                 eval_batch: *file.measure.eval_batch.get_ref(),
             },
             search: file.search,
+            qat: file.qat,
         })
     }
 
@@ -581,6 +583,15 @@ impl Validator<'_> {
                                             spec::RefinementSpec::BiasCorrection => {
                                                 Refinement::BiasCorrection
                                             }
+                                            spec::RefinementSpec::Qat => Refinement::Qat,
+                                        })
+                                        // QAT learns per-channel symmetric weight steps and the ranges of
+                                        // static activations.
+                                        .filter(|r| {
+                                            *r != Refinement::Qat
+                                                || (act == ActMode::Static
+                                                    && granularity == Granularity::PerChannel
+                                                    && scheme == Scheme::Symmetric)
                                         })
                                         // Refinements choose uniform integer weights.
                                         .filter(|r| {

@@ -25,6 +25,42 @@ pub struct SuiteFile {
     pub measure: MeasureSpec,
     #[serde(default)]
     pub search: SearchSpec,
+    #[serde(default)]
+    pub qat: QatSpec,
+}
+
+/// Quantization-aware training (`refinement = "qat"`): fine-tunes on the calibration split (disjoint from
+/// evaluation), starting from min-max quantizers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QatSpec {
+    #[serde(default = "default_qat_epochs")]
+    pub epochs: usize,
+    /// Adam's learning rate for the weights (step sizes use the trainer's own multiplier).
+    #[serde(default = "default_qat_lr")]
+    pub learning_rate: f64,
+    #[serde(default = "default_qat_batch")]
+    pub batch: usize,
+}
+
+impl Default for QatSpec {
+    fn default() -> Self {
+        QatSpec {
+            epochs: default_qat_epochs(),
+            learning_rate: default_qat_lr(),
+            batch: default_qat_batch(),
+        }
+    }
+}
+
+fn default_qat_epochs() -> usize {
+    3
+}
+fn default_qat_lr() -> f64 {
+    1e-4
+}
+fn default_qat_batch() -> usize {
+    64
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +216,8 @@ pub enum RefinementSpec {
     Adaround,
     /// Bias absorbs the quantized weights' mean output shift (Nagel et al. 2019).
     BiasCorrection,
+    /// Quantization-aware training with learned step sizes (static, per-channel, symmetric only).
+    Qat,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -232,7 +270,8 @@ pub struct SpaceSpec {
     /// How each weight slice's clipping range is chosen.
     #[serde(default = "default_weight_range")]
     pub weight_range: Vec<WeightRangeSpec>,
-    /// PTQ refinements: `none`, `gptq`, `adaround`, `bias-correction` (uniform levels only).
+    /// PTQ refinements: `none`, `gptq`, `adaround`, `bias-correction` (uniform levels only), or `qat`
+    /// (static activations, symmetric per-channel weights; settings in `[qat]`).
     #[serde(default = "default_refinement")]
     pub refinement: Vec<RefinementSpec>,
     /// Whole-model 16-bit float strategies to add (none by default).
