@@ -1,7 +1,15 @@
 //! Graph executors. This module owns the execution error type and the helpers every executor shares
-//! (value numbering, last-use analysis, input checking); [`ops`] holds the op implementations
-//! and [`reference`] the FP32 reference executor whose outputs every quantized run is compared against.
+//! (value numbering, last-use analysis, input checking). The op implementations are pure functions over
+//! ndarray views: [`ops`] (shape rules, MaxPool, Conv / Gemm / MatMul on the kernels crate), [`nn`] (the
+//! other neural-network ops), [`elementwise`], [`movement`] (data movement and shape ops) and [`broadcast`]
+//! (numpy broadcasting as slice runs); [`eval::eval_op`] runs any op on tensors. [`reference`] is the FP32
+//! reference executor whose outputs every quantized run is compared against.
 
+pub mod broadcast;
+pub mod elementwise;
+pub mod eval;
+pub mod movement;
+pub mod nn;
 pub mod ops;
 pub mod reference;
 
@@ -274,6 +282,22 @@ pub fn check_inputs<'a>(
     graph: &ir::Graph,
     inputs: &'a [(&str, ArrayD<f32>)],
 ) -> Result<Vec<&'a ArrayD<f32>>, ExecError> {
+    check_named(graph, inputs, |a| a.shape())
+}
+
+/// [`check_inputs`] for inputs of any element type.
+pub fn check_tensor_inputs<'a>(
+    graph: &ir::Graph,
+    inputs: &'a [(&str, ir::Tensor)],
+) -> Result<Vec<&'a ir::Tensor>, ExecError> {
+    check_named(graph, inputs, ir::Tensor::shape)
+}
+
+fn check_named<'a, T>(
+    graph: &ir::Graph,
+    inputs: &'a [(&str, T)],
+    shape_of: impl Fn(&T) -> &[usize],
+) -> Result<Vec<&'a T>, ExecError> {
     let expected = || {
         graph
             .inputs
@@ -306,16 +330,22 @@ pub fn check_inputs<'a>(
                     expected: expected(),
                 })?;
             // An empty declared shape means the file did not record one.
+            let shape = shape_of(array);
             let fits = decl.shape.is_empty()
-                || (decl.shape.len() == array.ndim()
-                    && decl.shape.iter().zip(array.shape()).enumerate().all(
-                        |(axis, (d, &got))| axis == 0 || !matches!(d, Dim::Fixed(n) if *n != got),
-                    ));
+                || (decl.shape.len() == shape.len()
+                    && decl
+                        .shape
+                        .iter()
+                        .zip(shape)
+                        .enumerate()
+                        .all(|(axis, (d, &got))| {
+                            axis == 0 || !matches!(d, Dim::Fixed(n) if *n != got)
+                        }));
             if !fits {
                 return Err(ExecError::InputShape {
                     name: decl.name.clone(),
                     declared: format_dims(&decl.shape),
-                    got: array.shape().to_vec(),
+                    got: shape.to_vec(),
                 });
             }
             Ok(array)

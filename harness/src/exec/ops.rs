@@ -30,6 +30,24 @@ pub enum OpError {
 // ---------------------------------------------------------------------------------------------------------
 // Shape rules
 
+/// The most elements an op may allocate for an output whose size comes from data (a shape tensor, Expand,
+/// Tile, Range, Resize sizes, broadcasting): 2^30 (4 GiB of f32). Real models stay far below it; a corrupt
+/// or hostile file would otherwise abort the process on allocation instead of failing with an error.
+pub const MAX_ELEMENTS: usize = 1 << 30;
+
+/// The element count of `shape`, or an error naming `op` when it overflows or exceeds [`MAX_ELEMENTS`].
+pub fn checked_elements(op: &str, shape: &[usize]) -> Result<usize, OpError> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| {
+            OpError::Shape(format!(
+                "{op}: output shape {shape:?} has more than {MAX_ELEMENTS} elements"
+            ))
+        })
+}
+
 /// ONNX `Flatten`: the dimensions before `axis` (in `-rank..=rank`) become the rows, the rest the columns.
 pub fn flatten_shape(shape: &[usize], axis: i64) -> Result<Vec<usize>, OpError> {
     let axis = normalize_axis(axis, shape.len(), true).ok_or_else(|| {
@@ -44,7 +62,7 @@ pub fn flatten_shape(shape: &[usize], axis: i64) -> Result<Vec<usize>, OpError> 
 }
 
 /// `axis` in `-rank..rank` (or `..=rank` when `inclusive`) as a non-negative index.
-fn normalize_axis(axis: i64, rank: usize, inclusive: bool) -> Option<usize> {
+pub(crate) fn normalize_axis(axis: i64, rank: usize, inclusive: bool) -> Option<usize> {
     let rank = i64::try_from(rank).ok()?;
     let hi = if inclusive { rank } else { rank - 1 };
     let a = if axis < 0 { axis + rank } else { axis };
@@ -195,7 +213,7 @@ pub fn relu_inplace(x: &mut ArrayD<f32>) {
 
 /// The input cells one pooling axis reads for each output position: `(first, count)`, the window's taps
 /// that fall inside the input (`first + j * dilation` for `j < count`). Padding taps are left out.
-fn pool_taps(
+pub(crate) fn pool_taps(
     out: usize,
     stride: usize,
     pad: usize,

@@ -4,10 +4,12 @@
 //! quantized run is compared with.
 
 use kernels::{KernelSet, PackedB};
-use ndarray::{ArrayD, ArrayViewD, Ix1, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, Ix1};
 
+use super::elementwise;
+use super::eval::{self, eval_op, reshape_owned, reshape_target};
 use super::ops::{self, OpError, PackedConvWeights};
-use super::{ExecError, Schedule, check_inputs};
+use super::{ExecError, Schedule, check_inputs, check_tensor_inputs};
 use crate::ir::{self, Op, Tensor};
 
 /// Work done once per node at construction.
@@ -62,12 +64,18 @@ const _: () = {
     send_sync::<Fp32Executor>();
 };
 
-/// How many inputs each op takes: `(required, max)`.
-fn arity(op: &Op) -> (usize, usize) {
-    match op {
-        Op::Conv(_) | Op::Gemm(_) => (2, 3),
-        Op::MatMul | Op::Reshape { .. } | Op::Add => (2, 2),
-        Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } => (1, 1),
+/// The arity of an op in words, for [`ExecError::Arity`].
+fn arity_words(required: usize, max: usize) -> &'static str {
+    match (required, max) {
+        (1, 1) => "1 input",
+        (2, 2) => "2 inputs",
+        (3, 3) => "3 inputs",
+        (5, 5) => "5 inputs",
+        (2, 3) => "2 or 3 inputs",
+        (3, 5) => "3 to 5 inputs",
+        (1, 4) => "1 to 4 inputs",
+        (1, usize::MAX) => "1 or more inputs",
+        _ => "another number of inputs",
     }
 }
 
@@ -79,19 +87,13 @@ impl Fp32Executor {
         let mut prepared = Vec::with_capacity(graph.nodes.len());
         for (i, node) in graph.nodes.iter().enumerate() {
             let ins = &schedule.node_inputs[i];
-            let (required, max) = arity(&node.op);
-            if ins.len() < required
-                || ins.len() > max
-                || ins[..required].iter().any(Option::is_none)
-            {
+            let (required, max) = eval::arity(&node.op);
+            let present = ins.iter().rposition(Option::is_some).map_or(0, |p| p + 1);
+            if present < required || present > max || ins[..required].iter().any(Option::is_none) {
                 return Err(ExecError::Arity {
                     node: node.name.clone(),
                     op: node.op.op_type(),
-                    expected: match (required, max) {
-                        (1, 1) => "1 input",
-                        (2, 2) => "2 inputs",
-                        _ => "2 or 3 inputs",
-                    },
+                    expected: arity_words(required, max),
                     inputs: node.inputs.clone(),
                     outputs: node.outputs.clone(),
                 });
@@ -152,7 +154,7 @@ impl Fp32Executor {
                     Some((slot, t)) => Prepared::Reshape(Some(shape_vector(node, slot, t)?)),
                     None => Prepared::Reshape(None),
                 },
-                Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } | Op::Add => Prepared::Nothing,
+                _ => Prepared::Nothing,
             });
         }
         Ok(Fp32Executor {
@@ -182,13 +184,35 @@ impl Fp32Executor {
         observe: &mut dyn FnMut(&str, &Tensor),
     ) -> Result<Vec<(String, Tensor)>, ExecError> {
         let ordered = check_inputs(&self.graph, inputs)?;
+        let owned = ordered
+            .into_iter()
+            .map(|a| Tensor::F32(a.clone()))
+            .collect();
+        self.run_ordered(owned, observe)
+    }
+
+    /// Runs with named inputs of any element type (integer and boolean inputs as i64); checked like
+    /// [`Fp32Executor::run`].
+    pub fn run_tensors(
+        &self,
+        inputs: &[(&str, Tensor)],
+    ) -> Result<Vec<(String, Tensor)>, ExecError> {
+        let ordered = check_tensor_inputs(&self.graph, inputs)?;
+        self.run_ordered(ordered.into_iter().cloned().collect(), &mut |_, _| {})
+    }
+
+    fn run_ordered(
+        &self,
+        ordered: Vec<Tensor>,
+        observe: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Vec<(String, Tensor)>, ExecError> {
         let s = &self.schedule;
         let mut env: Vec<Option<Val<'_>>> = (0..s.values.names.len()).map(|_| None).collect();
         for (name, t) in &self.graph.initializers {
             env[s.values.index[name]] = Some(Val::Const(t));
         }
-        for (&slot, array) in s.graph_inputs.iter().zip(ordered) {
-            env[slot] = Some(Val::Owned(Tensor::F32(array.clone())));
+        for (&slot, t) in s.graph_inputs.iter().zip(ordered) {
+            env[slot] = Some(Val::Owned(t));
         }
         for (i, node) in self.graph.nodes.iter().enumerate() {
             let out = self.eval(i, node, &mut env)?;
@@ -222,11 +246,12 @@ impl Fp32Executor {
 
     /// Names of the kernels this executor calls (for the result row's `kernel` column).
     pub fn kernel_names(&self) -> Vec<&'static str> {
-        let uses_gemm = self
-            .graph
-            .nodes
-            .iter()
-            .any(|n| matches!(n.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul));
+        let uses_gemm = self.graph.nodes.iter().any(|n| {
+            matches!(
+                n.op,
+                Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::MatMul
+            )
+        });
         if uses_gemm {
             vec![self.kernels.gemm_f32.name()]
         } else {
@@ -305,50 +330,96 @@ impl Fp32Executor {
             (Op::MaxPool(attrs), _) => {
                 ops::max_pool2d(self.f32_in(env, i, node, 0)?, attrs).map_err(op_err)?
             }
-            (Op::Flatten { axis }, _) => {
-                let shape = ops::flatten_shape(self.f32_in(env, i, node, 0)?.shape(), *axis)
-                    .map_err(op_err)?;
-                self.reshaped(env, i, node, &shape)?
+            (Op::Reshape { allowzero }, Prepared::Reshape(Some(target))) => {
+                let x = self.input(env, i, node, 0)?;
+                let shape = ops::reshape_shape(x.shape(), target, *allowzero).map_err(op_err)?;
+                return self.reshaped(env, i, node, &shape);
             }
-            (Op::Reshape { allowzero }, Prepared::Reshape(target)) => {
-                let runtime_target;
-                let target = match target {
-                    Some(t) => t,
-                    None => {
-                        let t = self.input(env, i, node, 1)?;
-                        runtime_target = shape_vector(node, 1, t)?;
-                        &runtime_target
-                    }
-                };
-                let shape =
-                    ops::reshape_shape(self.f32_in(env, i, node, 0)?.shape(), target, *allowzero)
-                        .map_err(op_err)?;
-                self.reshaped(env, i, node, &shape)?
-            }
-            (Op::Add, _) => {
-                let sa = self.f32_in(env, i, node, 0)?.shape().to_vec();
-                let sb = self.f32_in(env, i, node, 1)?.shape().to_vec();
-                let shape = ops::broadcast_shapes(&sa, &sb).map_err(op_err)?;
-                // Reuse an operand's buffer when it already has the output's shape (addition commutes exactly).
-                let reuse = [(0, &sa), (1, &sb)]
-                    .into_iter()
-                    .filter(|(_, s)| **s == shape)
-                    .find_map(|(slot, _)| self.take_f32(env, i, slot).map(|acc| (slot, acc)));
-                match reuse {
-                    Some((slot, mut acc)) => {
-                        let other = self.f32_in(env, i, node, 1 - slot)?;
-                        ops::add_assign_broadcast(&mut acc, other).map_err(op_err)?;
-                        acc
-                    }
-                    None => {
-                        let (a, b) = (self.f32_in(env, i, node, 0)?, self.f32_in(env, i, node, 1)?);
-                        ops::broadcast_add(a, b).map_err(op_err)?
-                    }
+            (Op::Unary(u), _) => {
+                return match self.take(env, i, 0) {
+                    Some(x) => elementwise::unary_owned(*u, x),
+                    None => elementwise::unary(*u, self.input(env, i, node, 0)?),
                 }
+                .map_err(op_err);
             }
-            (op, _) => unreachable!("prepared step does not match op {}", op.op_type()),
+            (Op::Add | Op::Binary(_), _) => return self.binary(i, node, env),
+            (op, _) => {
+                let x = self.input(env, i, node, 0)?;
+                let shape = {
+                    let ins = self.inputs(env, i, node)?;
+                    reshape_target(op, x.shape(), &ins)
+                };
+                if let Some(shape) = shape {
+                    let shape = shape.map_err(op_err)?;
+                    return self.reshaped(env, i, node, &shape);
+                }
+                let ins = self.inputs(env, i, node)?;
+                return eval_op(op, &ins, gemm).map_err(op_err);
+            }
         };
         Ok(Tensor::F32(out))
+    }
+
+    /// Every input of node `i` (`None` for absent optional ones).
+    fn inputs<'e>(
+        &self,
+        env: &'e [Option<Val<'_>>],
+        i: usize,
+        node: &ir::Node,
+    ) -> Result<Vec<Option<&'e Tensor>>, ExecError> {
+        (0..self.schedule.node_inputs[i].len())
+            .map(|slot| match self.schedule.node_inputs[i][slot] {
+                Some(_) => self.input(env, i, node, slot).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Add and the binary ops: f32 arithmetic reuses an operand's buffer when it already has the output's
+    /// shape and this node is its last reader.
+    fn binary(
+        &self,
+        i: usize,
+        node: &ir::Node,
+        env: &mut [Option<Val<'_>>],
+    ) -> Result<Tensor, ExecError> {
+        let op_err = |e: OpError| ExecError::op(node, e);
+        let (a, b) = (self.input(env, i, node, 0)?, self.input(env, i, node, 1)?);
+        let arithmetic = match node.op {
+            Op::Add => true,
+            Op::Binary(op) => matches!(
+                op,
+                ir::BinaryOp::Sub | ir::BinaryOp::Mul | ir::BinaryOp::Div | ir::BinaryOp::Pow
+            ),
+            _ => false,
+        };
+        if arithmetic && let (Tensor::F32(fa), Tensor::F32(fb)) = (a, b) {
+            let (sa, sb) = (fa.shape().to_vec(), fb.shape().to_vec());
+            let shape = ops::broadcast_shapes(&sa, &sb).map_err(op_err)?;
+            let reuse = [(0, &sa), (1, &sb)]
+                .into_iter()
+                .filter(|(_, s)| **s == shape)
+                .find_map(|(slot, _)| self.take_f32(env, i, slot).map(|acc| (slot, acc)));
+            if let Some((slot, mut acc)) = reuse {
+                let other = self.f32_in(env, i, node, 1 - slot)?;
+                match node.op {
+                    Op::Add => ops::add_assign_broadcast(&mut acc, other).map_err(op_err)?,
+                    Op::Binary(op) => {
+                        elementwise::binary_assign_f32(op, &mut acc, other, slot == 1)
+                            .map_err(op_err)?;
+                    }
+                    _ => unreachable!("arithmetic ops only"),
+                }
+                return Ok(Tensor::F32(acc));
+            }
+        }
+        let (a, b) = (self.input(env, i, node, 0)?, self.input(env, i, node, 1)?);
+        match node.op {
+            Op::Add => elementwise::add(a, b),
+            Op::Binary(op) => elementwise::binary(op, a, b),
+            _ => unreachable!("binary ops only"),
+        }
+        .map_err(op_err)
     }
 
     /// The tensor bound to input `slot` of node `i`.
@@ -414,6 +485,26 @@ impl Fp32Executor {
         }
     }
 
+    /// Moves input `slot` (of any element type) out of the environment when this node is its last reader
+    /// and the run owns it.
+    fn take(&self, env: &mut [Option<Val<'_>>], i: usize, slot: usize) -> Option<Tensor> {
+        if !self.schedule.consumable[i]
+            .get(slot)
+            .copied()
+            .unwrap_or(false)
+        {
+            return None;
+        }
+        let v = self.schedule.node_inputs[i][slot]?;
+        match env[v].take() {
+            Some(Val::Owned(t)) => Some(t),
+            other => {
+                env[v] = other;
+                None
+            }
+        }
+    }
+
     /// Input 0 reshaped to `shape` (element count already checked), without copying when it can be moved.
     fn reshaped(
         &self,
@@ -421,21 +512,17 @@ impl Fp32Executor {
         i: usize,
         node: &ir::Node,
         shape: &[usize],
-    ) -> Result<ArrayD<f32>, ExecError> {
-        let x = match self.take_f32(env, i, 0) {
-            Some(x) if x.is_standard_layout() => x,
-            Some(x) => x.as_standard_layout().into_owned(),
-            None => self
-                .f32_in(env, i, node, 0)?
-                .as_standard_layout()
-                .into_owned(),
-        };
-        let from = x.shape().to_vec();
-        x.into_shape_with_order(IxDyn(shape)).map_err(|e| {
-            ExecError::op(
+    ) -> Result<Tensor, ExecError> {
+        let from = self.input(env, i, node, 0)?.shape().to_vec();
+        if from.iter().product::<usize>() != shape.iter().product::<usize>() {
+            return Err(ExecError::op(
                 node,
-                OpError::Shape(format!("cannot reshape {from:?} to {shape:?}: {e}")),
-            )
+                OpError::Shape(format!("cannot reshape {from:?} to {shape:?}")),
+            ));
+        }
+        Ok(match self.take(env, i, 0) {
+            Some(x) => reshape_owned(x, shape),
+            None => eval::reshape_to(self.input(env, i, node, 0)?, shape),
         })
     }
 }

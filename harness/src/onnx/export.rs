@@ -195,6 +195,8 @@ fn node_proto(node: &ir::Node, opset: i64) -> NodeProto {
             vec![int("allowzero", i64::from(*allowzero))]
         }
         Op::Reshape { .. } | Op::MatMul | Op::Relu | Op::Add => Vec::new(),
+        // Only graphs of the trainable op set (train::graph) are exported so far.
+        other => unimplemented!("ONNX export of {} is not implemented", other.op_type()),
     };
     NodeProto {
         input: node.inputs.clone(),

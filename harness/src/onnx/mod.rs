@@ -1,8 +1,8 @@
 //! ONNX import: decodes `.onnx` files ([`proto`]) and converts them into the [`ir::Graph`] every executor
 //! runs ([`import_model`]).
 //!
-//! Scope is the op set the IR models (Conv, Gemm, MatMul, Relu, MaxPool, Flatten, Reshape, Add in the
-//! default domain, 2-D convolution and pooling only); `Constant` nodes are folded into initializers.
+//! Scope is the op set the IR models ([`SUPPORTED_OPS`], default domain, opsets 11 to 21; convolution and
+//! pooling 2-D only); `Constant` nodes and constant sub-graphs are folded into initializers.
 //! Anything else is refused with an [`ImportError`] that names the file, the node, its op type and the
 //! model's opset, never silently approximated.
 
@@ -17,12 +17,7 @@ use prost::Message;
 use crate::ir;
 
 pub use export::{ExportError, encode_model, export_model, save_model};
-pub use import::{import_model, tensor_from_proto};
-
-/// The op types the importer accepts (besides `Constant`, which is folded away).
-pub const SUPPORTED_OPS: &[&str] = &[
-    "Conv", "Gemm", "MatMul", "Relu", "MaxPool", "Flatten", "Reshape", "Add",
-];
+pub use import::{SUPPORTED_OPS, import_model, tensor_from_proto};
 
 /// Why a model could not be imported. Every variant names the file; node-level variants also name the
 /// node, its op type and the model's default-domain opset.

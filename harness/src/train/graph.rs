@@ -187,6 +187,12 @@ impl<T: Real> TrainableGraph<T> {
                 Op::MatMul | Op::Add => 2..=2,
                 Op::Reshape { .. } => 2..=2,
                 Op::Relu | Op::MaxPool(_) | Op::Flatten { .. } => 1..=1,
+                ref other => {
+                    return Err(unsupported(
+                        node,
+                        format!("{} cannot be trained", other.op_type()),
+                    ));
+                }
             };
             if !arity.contains(&node.inputs.len()) || node.outputs.len() != 1 {
                 return Err(unsupported(
@@ -428,6 +434,7 @@ impl<T: Real> TrainableGraph<T> {
                     crate::exec::ops::broadcast_shapes(x0.shape(), b.shape()).map_err(err)?;
                     &x0 + &b
                 }
+                _ => unreachable!("rejected at construction"),
             };
             self.store(&mut tape, node.output, out);
         }
@@ -583,6 +590,7 @@ impl<T: Real> TrainableGraph<T> {
                         }
                     }
                 }
+                _ => unreachable!("rejected at construction"),
             }
         }
         self.finish_value(tape, self.input, &mut grads, &mut qgrads, &mut act_steps);
