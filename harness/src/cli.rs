@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use harness::Error;
 use harness::results::read_rows;
 use harness::runner::{self, Prepared, RunOptions};
-use harness::search::{recommend, render, summary_table};
+use harness::search::{self, recommend, render, summary_table};
 use harness::suite::Suite;
 use harness::suite::spec::Objective;
 
@@ -45,6 +45,16 @@ enum ObjectiveArg {
     Size,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum AlgorithmArg {
+    /// Every candidate.
+    Grid,
+    /// A seeded random sample.
+    Random,
+    /// Cheapest first, falling back to more precise options when accuracy breaks.
+    Greedy,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run every trial of a suite and append the rows to results/<suite>/<run-id>.csv.
@@ -63,16 +73,35 @@ enum Command {
         /// No progress lines on stderr.
         #[arg(long, short)]
         quiet: bool,
+        /// Measure every trial again instead of reusing the suite's earlier results.
+        #[arg(long)]
+        fresh: bool,
     },
-    /// Pick the best strategy within an accuracy budget, with the reason, and show the Pareto front.
+    /// Search the strategy space for a target: the best strategy within an accuracy budget, with the reason,
+    /// and the Pareto front.
     #[command(
-        long_about = "Pick, for every model and target, the best strategy whose top-1 drop against FP32 \
-        stays within --max-drop, say why, and show the Pareto front over accuracy, latency and size. Runs the \
-        suite's space first (writing results like `run`), or reads earlier results with --from."
+        long_about = "Search the suite's strategy space (only what each target's profile runs) for every \
+        model and target, and pick the best strategy whose top-1 drop against FP32 stays within --max-drop, \
+        with the reason and the Pareto front over accuracy, latency and size. grid runs every candidate, \
+        random a seeded sample, greedy starts from the cheapest candidates and falls back to more precise \
+        ones when the accuracy budget breaks, then keeps looking for faster or smaller ones. Every trial is \
+        appended to results/<suite>/<run-id>.csv as it ends; trials already in the suite's results folder \
+        (an interrupted search included) are reused, not measured again (--fresh measures everything). A \
+        strategy slower than FP32 on its target is flagged and never chosen for latency. With --from, \
+        chooses among the rows of earlier results instead."
     )]
     Search {
         /// The suite file (default: the built-in quickstart suite). Ignored with --from.
         suite: Option<PathBuf>,
+        /// The target to search for (default: every target of the suite).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only this model of the suite (default: every model).
+        #[arg(long)]
+        model: Option<String>,
+        /// How to explore the space.
+        #[arg(long, value_enum, default_value = "greedy")]
+        algorithm: AlgorithmArg,
         /// Largest acceptable top-1 drop, as a fraction (0.005 = half a point). Default: the suite's
         /// [search] max_accuracy_drop.
         #[arg(long)]
@@ -80,6 +109,19 @@ enum Command {
         /// What "best" means. Default: the suite's [search] objective.
         #[arg(long, value_enum)]
         objective: Option<ObjectiveArg>,
+        /// At most this many trials per model and target, FP32 included (random without it: a third of
+        /// the space).
+        #[arg(long)]
+        budget_trials: Option<usize>,
+        /// Stop proposing trials after this many seconds (the trial under way finishes).
+        #[arg(long)]
+        budget_seconds: Option<f64>,
+        /// Print one JSON object on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Measure every trial again instead of reusing the suite's earlier results.
+        #[arg(long)]
+        fresh: bool,
         /// Choose among the rows of these results CSVs instead of running.
         #[arg(long, num_args = 1..)]
         from: Vec<PathBuf>,
@@ -106,6 +148,17 @@ enum Command {
     },
     /// Train a built-in architecture from scratch on IDX data (Fashion-MNIST) and write it as ONNX.
     Train(harness::train::TrainArgs),
+    /// Quantize an ONNX model with one strategy into a loadable `.qhq` file and / or a QDQ ONNX model.
+    #[command(
+        long_about = "Quantize an ONNX model with one strategy (named as result rows name it), calibrated on \
+        .npy samples of its input, and write the loadable quantized model (--out FILE.qhq: packed weights, \
+        quantization and activation parameters, float constants and the graph's structure; `harness infer` runs \
+        it without recalibrating) and / or a QDQ ONNX model (--qdq FILE.onnx: ONNX Runtime's static QDQ format \
+        with our weights, scales and zero points)."
+    )]
+    Quantize(harness::quant::artifact::QuantizeArgs),
+    /// Run an ONNX model (FP32) or a `.qhq` quantized model on .npy inputs; write every output as .npy.
+    Infer(harness::quant::artifact::InferArgs),
 }
 
 fn load_suite(path: Option<&Path>) -> Result<Suite, Error> {
@@ -116,13 +169,19 @@ fn load_suite(path: Option<&Path>) -> Result<Suite, Error> {
 }
 
 /// Prepares (every input error surfaces here) and runs every trial of `suite`.
-fn run_suite(suite: Suite, results_dir: PathBuf, quiet: bool) -> Result<runner::RunOutcome, Error> {
+fn run_suite(
+    suite: Suite,
+    results_dir: PathBuf,
+    quiet: bool,
+    fresh: bool,
+) -> Result<runner::RunOutcome, Error> {
     let prepared = Prepared::new(suite, !quiet)?;
     runner::run(
         &prepared,
         &RunOptions {
             results_dir,
             progress: !quiet,
+            resume: !fresh,
         },
     )
 }
@@ -133,50 +192,112 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             suite,
             results_dir,
             quiet,
+            fresh,
         } => {
-            let outcome = run_suite(load_suite(suite.as_deref())?, results_dir, quiet)?;
+            let outcome = run_suite(load_suite(suite.as_deref())?, results_dir, quiet, fresh)?;
             let rows: Vec<_> = outcome.rows.iter().collect();
             println!("{}", summary_table(&rows));
+            println!(
+                "trials: {} run, {} reused from the trial log",
+                outcome.trials_run, outcome.trials_reused
+            );
             println!("results: {}", outcome.csv.display());
             Ok(())
         }
         Command::Search {
             suite,
+            target,
+            model,
+            algorithm,
             max_drop,
             objective,
+            budget_trials,
+            budget_seconds,
+            json,
+            fresh,
             from,
             results_dir,
             quiet,
         } => {
-            let (rows, suite_search) = if from.is_empty() {
-                let suite = load_suite(suite.as_deref())?;
-                let search = (suite.search.objective, suite.search.max_accuracy_drop);
-                let outcome = run_suite(suite, results_dir, quiet)?;
-                eprintln!("results: {}", outcome.csv.display());
-                (outcome.rows, Some(search))
-            } else {
+            let objective = objective.map(|o| match o {
+                ObjectiveArg::Latency => Objective::Latency,
+                ObjectiveArg::Size => Objective::Size,
+            });
+            if let Some(d) = max_drop
+                && !(0.0..=1.0).contains(&d)
+            {
+                return Err(Error::Usage(format!(
+                    "--max-drop {d} is not a fraction in [0, 1] (0.005 is half a point)"
+                )));
+            }
+            if !from.is_empty() {
                 let mut rows = Vec::new();
                 for path in &from {
                     // A results file the user names is input: a bad one exits 2 like a bad suite.
                     rows.extend(read_rows(path).map_err(|e| Error::Usage(e.to_string()))?);
                 }
-                (rows, None)
-            };
-            let objective = match objective {
-                Some(ObjectiveArg::Latency) => Objective::Latency,
-                Some(ObjectiveArg::Size) => Objective::Size,
-                None => suite_search.map(|s| s.0).unwrap_or_default(),
-            };
-            let max_drop = max_drop.or(suite_search.map(|s| s.1)).unwrap_or(0.005);
-            if !(0.0..=1.0).contains(&max_drop) {
+                if rows.is_empty() {
+                    return Err(Error::Usage("no result rows to choose from".into()));
+                }
+                let objective = objective.unwrap_or_default();
+                print!(
+                    "{}",
+                    render(&recommend(&rows, objective, max_drop.unwrap_or(0.005)))
+                );
+                return Ok(());
+            }
+            if budget_trials == Some(0) {
+                return Err(Error::Usage(
+                    "--budget-trials must be at least 1 (FP32 is the first trial)".into(),
+                ));
+            }
+            if let Some(s) = budget_seconds
+                && !(s > 0.0 && s.is_finite())
+            {
                 return Err(Error::Usage(format!(
-                    "--max-drop {max_drop} is not a fraction in [0, 1] (0.005 is half a point)"
+                    "--budget-seconds {s} is not a positive number"
                 )));
             }
-            if rows.is_empty() {
-                return Err(Error::Usage("no result rows to choose from".into()));
+            let suite = load_suite(suite.as_deref())?;
+            let cfg = search::engine::Config {
+                algorithm: match algorithm {
+                    AlgorithmArg::Grid => search::engine::Algorithm::Grid,
+                    AlgorithmArg::Random => search::engine::Algorithm::Random,
+                    AlgorithmArg::Greedy => search::engine::Algorithm::Greedy,
+                },
+                objective: objective.unwrap_or(suite.search.objective),
+                max_drop: max_drop.unwrap_or(suite.search.max_accuracy_drop),
+                budget_trials,
+                deadline: None,
+                seed: suite.seed,
+            };
+            let prepared = Prepared::new(suite, !quiet)?;
+            let cfg = search::engine::Config {
+                // The time budget starts once the data and models are loaded.
+                deadline: budget_seconds
+                    .map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s)),
+                ..cfg
+            };
+            let mut session = runner::Session::open(
+                &prepared,
+                &RunOptions {
+                    results_dir,
+                    progress: !quiet,
+                    resume: !fresh,
+                },
+            )?;
+            let results =
+                search::run_search(&mut session, &cfg, target.as_deref(), model.as_deref())?;
+            let (run, reused) = (session.trials_run(), session.trials_reused());
+            if json {
+                println!(
+                    "{}",
+                    search::search_json(&results, &cfg, run, reused, session.csv())
+                );
+            } else {
+                print!("{}", search::render_search(&results, &cfg, run, reused));
             }
-            print!("{}", render(&recommend(&rows, objective, max_drop)));
+            eprintln!("results: {}", session.csv().display());
             Ok(())
         }
         Command::ExportSplit { suite, out } => {
@@ -191,6 +312,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Bench(args) => harness::bench::run(&args),
         Command::Train(args) => harness::train::command::run(&args),
+        Command::Quantize(args) => harness::quant::artifact::quantize_command(&args),
+        Command::Infer(args) => harness::quant::artifact::infer_command(&args),
         Command::Info => {
             println!("cpu:       {}", kernels::isa::cpu_model());
             println!("features:  {}", kernels::isa::cpu_features().join(" "));

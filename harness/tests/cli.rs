@@ -178,7 +178,11 @@ fn runs_are_reproducible_and_rows_are_complete() {
     std::fs::write(&suite, suite_text(&real_model(), "")).unwrap();
     let mut runs = Vec::new();
     for _ in 0..2 {
-        let out = harness(&["run", "-q", suite.to_str().unwrap()], dir.path());
+        // `--fresh`: measure again rather than reuse the first run's trials.
+        let out = harness(
+            &["run", "-q", "--fresh", suite.to_str().unwrap()],
+            dir.path(),
+        );
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let csv = stdout

@@ -9,6 +9,7 @@
 pub mod export;
 mod import;
 pub mod proto;
+pub mod qdq;
 
 use std::path::{Path, PathBuf};
 

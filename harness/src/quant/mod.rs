@@ -6,14 +6,16 @@
 //! In static mode MaxPool, Relu, Flatten and Reshape run directly on u8 values (they commute with the affine
 //! map), so values stay integer from the first quantized layer to the graph output. Everything else runs in f32.
 
+pub mod artifact;
 pub mod calibrate;
 pub mod model;
 pub mod refine;
 pub mod serialize;
 pub mod strategy;
 
+pub use artifact::{ArtifactError, StrategyNameError};
 pub use calibrate::ActivationRanges;
-pub use model::QuantizedModel;
+pub use model::{QuantizedModel, Signature};
 pub use strategy::{
     ActMode, Calibration, FloatFormat, LinearStrategy, Quantizer, Refinement, Strategy, WeightRange,
 };

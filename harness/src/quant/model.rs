@@ -37,7 +37,7 @@ use super::strategy::{
     Refinement, Strategy, WeightRange,
 };
 use crate::exec::ops;
-use crate::ir::{ConvAttrs, Graph, Node, Op, Tensor};
+use crate::ir::{ConvAttrs, Graph, Node, Op, Tensor, ValueInfo};
 
 /// Target size of one im2col block in the static path: about a quarter of Zen 4's 1 MB L2, leaving room for
 /// the accumulators and the packed weights.
@@ -168,7 +168,7 @@ struct Grouped {
 }
 
 #[derive(Clone, Debug)]
-enum LinearShape {
+pub(crate) enum LinearShape {
     /// 2-D convolution, group 1; `c_out = n`; weight rows ordered `(c, ky, kx)`, NCHW activations.
     Conv(ConvAttrs),
     /// The same with weight rows ordered `(ky, kx, c)` for NHWC activations (static mode).
@@ -190,6 +190,14 @@ pub(crate) struct QLinear {
     /// What the serialized model stores for the weights: the integers (or log codes) packed at the strategy's
     /// bit width.
     pub(crate) stored: Vec<u8>,
+    /// The width `stored` is packed at: the layer's weight bits (the code width for log weights), or 16 / 32 for
+    /// float weights.
+    pub(crate) code_bits: u32,
+    /// `stored` holds logarithmic codes (decoded into int8 weights by `strategies::log`).
+    pub(crate) log: bool,
+    /// A Dense layer fed by an NHWC image flattened in NHWC order with this many channels: its weight rows were
+    /// permuted from the graph's NCHW flatten order.
+    pub(crate) nhwc_channels: Option<usize>,
     grouped: Option<Grouped>,
     /// 16-bit float weights packed by the format's kernel (float strategies only).
     half: Option<PackedB<u16>>,
@@ -219,6 +227,293 @@ impl QLinear {
     }
 }
 
+/// One step of a quantized model, borrowed (see [`QuantizedModel::step_refs`]).
+pub(crate) enum StepRef<'a> {
+    Linear(&'a QLinear),
+    /// A Flatten (axis 1) of an NHWC u8 image into a Dense layer whose rows are permuted to match.
+    FlattenNhwc {
+        input: &'a str,
+        output: &'a str,
+    },
+    /// An original node, run as it is.
+    Node(&'a Node),
+}
+
+/// One step of a quantized model as plain data, for [`QuantizedModel::from_parts`].
+pub(crate) enum StepParts {
+    Linear(Box<LayerParts>),
+    FlattenNhwc { input: String, output: String },
+    Node(Node),
+}
+
+/// What a quantized layer does with its activations, as plain data.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum LayerMode {
+    /// u8 in and out; the bias in accumulator units.
+    Static {
+        input: ActParams,
+        output: ActParams,
+        bias_q: Option<Vec<i32>>,
+    },
+    /// u8 in and out, per-group weights; the bias in f32.
+    StaticGrouped {
+        input: ActParams,
+        output: ActParams,
+    },
+    Dynamic,
+    WeightOnly,
+    Float(FloatFormat),
+}
+
+/// A quantized layer as plain data: its stored weights and parameters, without the kernels' packing.
+pub(crate) struct LayerParts {
+    pub name: String,
+    /// `Conv`, `Gemm` or `MatMul`.
+    pub op: &'static str,
+    pub input: String,
+    pub output: String,
+    pub shape: LinearShape,
+    pub k: usize,
+    pub n: usize,
+    /// See [`QLinear::stored`].
+    pub stored: Vec<u8>,
+    pub code_bits: u32,
+    pub log: bool,
+    pub nhwc_channels: Option<usize>,
+    pub params: QParams,
+    /// The f32 bias; `None` in [`LayerMode::Static`], whose bias is `bias_q`.
+    pub bias: Option<Vec<f32>>,
+    pub relu: bool,
+    pub mode: LayerMode,
+}
+
+impl QLinear {
+    pub(crate) fn input(&self) -> &str {
+        &self.input
+    }
+
+    /// The value the layer writes (the fused Relu's output when it has one).
+    pub(crate) fn output(&self) -> &str {
+        &self.output
+    }
+
+    /// A Relu is fused into the layer.
+    pub(crate) fn relu(&self) -> bool {
+        self.relu
+    }
+
+    pub(crate) fn shape(&self) -> &LinearShape {
+        &self.shape
+    }
+
+    pub(crate) fn layer_mode(&self) -> LayerMode {
+        match &self.mode {
+            LinearMode::Static {
+                input,
+                output,
+                bias_q,
+                ..
+            } => LayerMode::Static {
+                input: *input,
+                output: *output,
+                bias_q: bias_q.clone(),
+            },
+            LinearMode::StaticGrouped { input, output } => LayerMode::StaticGrouped {
+                input: *input,
+                output: *output,
+            },
+            LinearMode::Dynamic => LayerMode::Dynamic,
+            LinearMode::WeightOnly => LayerMode::WeightOnly,
+            LinearMode::Float(f) => LayerMode::Float(*f),
+        }
+    }
+
+    /// The integer weights `[k, n]` in this layer's row order, decoded from `stored` (log codes become their
+    /// exact int8 values, whose parameters are `params`). An error for float layers.
+    pub(crate) fn int8_weights(&self) -> Result<Array2<i8>, QuantError> {
+        let len = self.k * self.n;
+        let values = if self.log {
+            let lut = strategies::log::log_decode_lut_i8(self.code_bits)?;
+            strategies::bits::unpack_codes(&self.stored, self.code_bits, len)?
+                .into_iter()
+                .map(|c| lut[usize::from(c)])
+                .collect()
+        } else if matches!(self.mode, LinearMode::Float(_)) {
+            return Err(QuantError::Node {
+                node: self.name.clone(),
+                op: self.op,
+                message: "float layer has no integer weights".into(),
+            });
+        } else {
+            strategies::bits::unpack_bits(&self.stored, self.code_bits, len)?
+        };
+        Ok(Array2::from_shape_vec((self.k, self.n), values).expect("k * n values"))
+    }
+
+    /// The f32 weights `[k, n]` (this layer's row order) of a float layer, decoded from `stored`.
+    pub(crate) fn float_weights(&self) -> Option<Array2<f32>> {
+        let LinearMode::Float(format) = self.mode else {
+            return None;
+        };
+        let values: Vec<f32> = match format {
+            FloatFormat::Fp32 => self
+                .stored
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            FloatFormat::Fp16 | FloatFormat::Bf16 => {
+                let bits: Vec<u16> = self
+                    .stored
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+                if format == FloatFormat::Fp16 {
+                    kernels::formats::f16::to_f32_slice(&bits)
+                } else {
+                    kernels::formats::bf16::to_f32_slice(&bits)
+                }
+            }
+        };
+        Array2::from_shape_vec((self.k, self.n), values).ok()
+    }
+
+    /// `w` (`[k, n]` in this layer's row order) with its rows back in the graph's order: `(c, ky, kx)` for
+    /// convolutions, the NCHW flatten order for a Dense layer after an NHWC flatten.
+    pub(crate) fn graph_rows<T: Clone>(&self, w: Array2<T>) -> Array2<T> {
+        match rows_from_graph(&self.shape, self.k, self.nhwc_channels) {
+            None => w,
+            Some(perm) => {
+                let mut inverse = vec![0; perm.len()];
+                for (row, &graph_row) in perm.iter().enumerate() {
+                    inverse[graph_row] = row;
+                }
+                Array2::from_shape_fn(w.dim(), |(r, j)| w[[inverse[r], j]].clone())
+            }
+        }
+    }
+}
+
+/// The layer of [`LayerParts`], packed by `kernels` (see [`QuantizedModel::from_parts`]).
+fn linear_from_parts(
+    p: LayerParts,
+    strategy: LinearStrategy,
+    kernels: KernelSet,
+) -> Result<QLinear, QuantError> {
+    let (k, n) = (p.k, p.n);
+    let bad = |message: String| QuantError::Node {
+        node: p.name.clone(),
+        op: p.op,
+        message,
+    };
+    let want = strategies::bits::packed_len(k * n, p.code_bits);
+    if p.stored.len() != want {
+        return Err(bad(format!(
+            "{} stored weight bytes for [{k}, {n}] at {} bits; expected {want}",
+            p.stored.len(),
+            p.code_bits
+        )));
+    }
+    if let Some(b) = &p.bias
+        && b.len() != n
+    {
+        return Err(bad(format!("bias has {} values for {n} channels", b.len())));
+    }
+    let mut lin = QLinear {
+        name: p.name.clone(),
+        op: p.op,
+        input: p.input,
+        output: p.output,
+        shape: p.shape,
+        k,
+        n,
+        stored: p.stored,
+        code_bits: p.code_bits,
+        log: p.log,
+        nhwc_channels: p.nhwc_channels,
+        grouped: None,
+        half: None,
+        full: None,
+        params: p.params,
+        packed: PackedB {
+            k,
+            n,
+            data: Vec::new(),
+            kernel: "none",
+        },
+        col_sums: Vec::new(),
+        bias: p.bias,
+        relu: p.relu,
+        mode: LinearMode::WeightOnly,
+    };
+    let act = match p.mode {
+        LayerMode::Float(format) => {
+            lin.mode = LinearMode::Float(format);
+            let w = lin.float_weights().expect("float mode");
+            let flat: Vec<f32> = w.iter().copied().collect();
+            match format {
+                FloatFormat::Fp16 => {
+                    let bits = kernels::formats::f16::from_f32_slice(&flat);
+                    lin.half = Some(kernels.gemm_f16w.pack_b(&bits, k, n));
+                }
+                FloatFormat::Bf16 => lin.half = Some(kernels.gemm_bf16.pack_b(&flat, k, n)),
+                FloatFormat::Fp32 => lin.full = Some(kernels.gemm_f32.pack_b(&flat, k, n)),
+            }
+            return Ok(lin);
+        }
+        LayerMode::Static { .. } | LayerMode::StaticGrouped { .. } => ActMode::Static,
+        LayerMode::Dynamic => ActMode::Dynamic,
+        LayerMode::WeightOnly => ActMode::WeightOnly,
+    };
+    let expected = lin.params.granularity.param_count(k, n)?;
+    if lin.params.scales.len() != expected || lin.params.zero_points.len() != expected {
+        return Err(bad(format!(
+            "{} scales and {} zero points; {} granularity of [{k}, {n}] needs {expected}",
+            lin.params.scales.len(),
+            lin.params.zero_points.len(),
+            lin.params.granularity.name()
+        )));
+    }
+    lin.mode = match &p.mode {
+        LayerMode::Dynamic => LinearMode::Dynamic,
+        _ => LinearMode::WeightOnly,
+    };
+    let weights = lin.int8_weights()?;
+    let flat: Vec<i8> = weights.iter().copied().collect();
+    lin.packed = match act {
+        ActMode::WeightOnly => kernels.gemm_f32_w8.pack_b(&flat, k, n),
+        ActMode::Static => kernels.gemm_u8i8_requant.pack_b(&flat, k, n),
+        ActMode::Dynamic => kernels.gemm_u8i8.pack_b(&flat, k, n),
+    };
+    lin.col_sums = col_sums_i8(&flat, k, n);
+    if let Granularity::PerGroup(g) = lin.params.granularity {
+        let layer = LinearStrategy {
+            weight_bits: lin.code_bits,
+            act,
+            ..strategy
+        };
+        lin.grouped = Some(group_weights(&weights, &lin.params, g, layer, kernels));
+    }
+    lin.mode = match p.mode {
+        LayerMode::Static {
+            input,
+            output,
+            bias_q,
+        } => {
+            if let Some(b) = &bias_q
+                && b.len() != n
+            {
+                return Err(bad(format!("bias has {} values for {n} channels", b.len())));
+            }
+            static_mode_with_bias(&lin, input, output, bias_q)
+        }
+        LayerMode::StaticGrouped { input, output } => LinearMode::StaticGrouped { input, output },
+        LayerMode::Dynamic => LinearMode::Dynamic,
+        LayerMode::WeightOnly => LinearMode::WeightOnly,
+        LayerMode::Float(_) => unreachable!("returned above"),
+    };
+    Ok(lin)
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Linear(Box<QLinear>),
@@ -232,11 +527,32 @@ enum Step {
     Node(Node),
 }
 
+/// The graph a quantized model came from, as its callers see it: name, opset, inputs and outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signature {
+    pub name: String,
+    pub opset: i64,
+    pub inputs: Vec<ValueInfo>,
+    pub outputs: Vec<ValueInfo>,
+}
+
+impl Signature {
+    fn of(graph: &Graph) -> Self {
+        Signature {
+            name: graph.name.clone(),
+            opset: graph.opset,
+            inputs: graph.inputs.clone(),
+            outputs: graph.outputs.clone(),
+        }
+    }
+}
+
 /// A model quantized with one [`LinearStrategy`], ready to run.
 pub struct QuantizedModel {
     pub(crate) strategy: LinearStrategy,
     /// `Some` for a whole-model 16-bit float strategy (then `strategy` only shapes the layer rules).
     pub(crate) float: Option<FloatFormat>,
+    signature: Signature,
     outputs: Vec<String>,
     steps: Vec<Step>,
     /// Constants the remaining float nodes read (reshape targets, biases of float nodes).
@@ -452,6 +768,7 @@ impl QuantizedModel {
         Ok(QuantizedModel {
             strategy,
             float,
+            signature: Signature::of(graph),
             outputs: graph.outputs.iter().map(|v| v.name.clone()).collect(),
             steps,
             constants,
@@ -494,6 +811,71 @@ impl QuantizedModel {
         self.steps.iter().filter_map(|s| match s {
             Step::Linear(l) => Some(l.as_ref()),
             Step::Node(_) | Step::FlattenNhwc { .. } => None,
+        })
+    }
+
+    /// The graph this model was quantized from: name, opset, inputs and outputs.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// The steps the executor runs, in order (for the artifact writer and the QDQ exporter).
+    pub(crate) fn step_refs(&self) -> impl Iterator<Item = StepRef<'_>> {
+        self.steps.iter().map(|s| match s {
+            Step::Linear(l) => StepRef::Linear(l),
+            Step::FlattenNhwc { input, output } => StepRef::FlattenNhwc { input, output },
+            Step::Node(n) => StepRef::Node(n),
+        })
+    }
+
+    /// Rebuilds a model from its parts (what [`Self::step_refs`] and the layers' accessors give): weights
+    /// unpacked from their stored bytes and packed again by `kernels`, requantization parameters recomputed
+    /// from the stored activation parameters and biases, exactly as [`Self::build`] computed them.
+    pub(crate) fn from_parts(
+        strategy: Strategy,
+        signature: Signature,
+        steps: Vec<StepParts>,
+        constants: HashMap<String, Tensor>,
+        kernels: KernelSet,
+    ) -> Result<Self, QuantError> {
+        let (strategy, float) = match strategy {
+            Strategy::Linear(l) => (l, None),
+            Strategy::Float(f) => (
+                LinearStrategy::uniform(
+                    8,
+                    ActMode::WeightOnly,
+                    Granularity::PerTensor,
+                    Scheme::Symmetric,
+                    None,
+                ),
+                Some(f),
+            ),
+            Strategy::Fp32 => {
+                return Err(QuantError::Unsupported(
+                    "an FP32 model is not a quantized model".into(),
+                ));
+            }
+        };
+        let steps = steps
+            .into_iter()
+            .map(|s| {
+                Ok(match s {
+                    StepParts::Linear(p) => {
+                        Step::Linear(Box::new(linear_from_parts(*p, strategy, kernels)?))
+                    }
+                    StepParts::FlattenNhwc { input, output } => Step::FlattenNhwc { input, output },
+                    StepParts::Node(n) => Step::Node(n),
+                })
+            })
+            .collect::<Result<Vec<_>, QuantError>>()?;
+        Ok(QuantizedModel {
+            strategy,
+            float,
+            outputs: signature.outputs.iter().map(|v| v.name.clone()).collect(),
+            signature,
+            steps,
+            constants,
+            kernels,
         })
     }
 
@@ -1131,6 +1513,17 @@ fn static_mode_params(lin: &QLinear, input: ActParams, output: ActParams) -> Lin
             })
             .collect()
     });
+    static_mode_with_bias(lin, input, output, bias_q)
+}
+
+/// [`static_mode_params`] with the bias already in accumulator units.
+fn static_mode_with_bias(
+    lin: &QLinear,
+    input: ActParams,
+    output: ActParams,
+    bias_q: Option<Vec<i32>>,
+) -> LinearMode {
+    let per_col = |j: usize| if lin.params.scales.len() > 1 { j } else { 0 };
     let (za, k) = (input.zero_point as i64, lin.k as i64);
     let offset = (0..lin.n)
         .map(|j| {
@@ -1274,6 +1667,29 @@ fn float_linear(graph: &Graph, node: &Node) -> Result<Option<FloatLinear>, Quant
     Ok(Some((shape, w_kn, bias)))
 }
 
+/// `perm[row] = graph row` of a layer whose weight rows were reordered for channels-last inputs (`None`: the
+/// graph's own order, `(c, ky, kx)` for convolutions).
+fn rows_from_graph(
+    shape: &LinearShape,
+    k: usize,
+    nhwc_channels: Option<usize>,
+) -> Option<Vec<usize>> {
+    match shape {
+        LinearShape::ConvNhwc(attrs) => {
+            // Rows (c, ky, kx) -> (ky, kx, c).
+            let taps = attrs.kernel_shape[0] * attrs.kernel_shape[1];
+            let c_in = k / taps;
+            Some((0..k).map(|r| (r % c_in) * taps + r / c_in).collect())
+        }
+        LinearShape::Dense => nhwc_channels.map(|c| {
+            // Rows c * hw + p (NCHW flatten) -> p * c + ch (NHWC flatten).
+            let hw = k / c;
+            (0..k).map(|r| (r % c) * hw + r / c).collect()
+        }),
+        LinearShape::Conv(_) => None,
+    }
+}
+
 /// Builds the quantized layer for `node` if the strategy quantizes it; `None` leaves it in float.
 /// `permute_channels`: the input is an NHWC image flattened in NHWC order with that many channels, so the
 /// weight rows (NCHW flatten order) are permuted to match.
@@ -1290,26 +1706,16 @@ fn linear_from_node(
         return Ok(None);
     };
     let static_mode = strategy.act == ActMode::Static;
-    // `perm[new row] = old row` when the rows are reordered for channels-last inputs.
-    let (shape, perm): (LinearShape, Option<Vec<usize>>) = match shape {
-        LinearShape::Conv(attrs) if static_mode => {
-            // Rows (c, ky, kx) -> (ky, kx, c).
-            let taps = attrs.kernel_shape[0] * attrs.kernel_shape[1];
-            let c_in = w_kn.nrows() / taps;
-            let perm = (0..w_kn.nrows())
-                .map(|r| (r % c_in) * taps + r / c_in)
-                .collect();
-            (LinearShape::ConvNhwc(attrs), Some(perm))
-        }
-        LinearShape::Dense if permute_channels.is_some_and(|c| w_kn.nrows() % c == 0) => {
-            // Rows c * hw + p (NCHW flatten) -> p * c + ch (NHWC flatten).
-            let c = permute_channels.expect("checked");
-            let hw = w_kn.nrows() / c;
-            let perm = (0..w_kn.nrows()).map(|r| (r % c) * hw + r / c).collect();
-            (LinearShape::Dense, Some(perm))
-        }
+    let (shape, nhwc_channels) = match shape {
+        LinearShape::Conv(attrs) if static_mode => (LinearShape::ConvNhwc(attrs), None),
+        LinearShape::Dense => (
+            LinearShape::Dense,
+            permute_channels.filter(|&c| w_kn.nrows() % c == 0),
+        ),
         other => (other, None),
     };
+    // `perm[new row] = old row` when the rows are reordered for channels-last inputs.
+    let perm = rows_from_graph(&shape, w_kn.nrows(), nhwc_channels);
     let w_kn = match &perm {
         Some(p) => Array2::from_shape_fn(w_kn.dim(), |(r, j)| w_kn[[p[r], j]]),
         None => w_kn,
@@ -1342,6 +1748,9 @@ fn linear_from_node(
             k,
             n,
             stored,
+            code_bits: if format == FloatFormat::Fp32 { 32 } else { 16 },
+            log: false,
+            nhwc_channels,
             grouped: None,
             half,
             full,
@@ -1410,6 +1819,9 @@ fn linear_from_node(
         n,
         col_sums: col_sums_i8(&flat, k, n),
         stored,
+        code_bits: strategy.weight_bits,
+        log: strategy.quantizer == Quantizer::Log,
+        nhwc_channels,
         grouped,
         half: None,
         full: None,

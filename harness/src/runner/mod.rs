@@ -2,6 +2,7 @@
 //! surfaces here, before a results file is opened), then runs every (model, target, strategy) trial and
 //! appends its row as soon as it is measured.
 
+pub mod log;
 pub mod measure;
 pub mod provenance;
 
@@ -324,50 +325,245 @@ fn argmax(values: impl Iterator<Item = f32>) -> usize {
     best.0
 }
 
-/// Options for one `run`.
+/// Options for one `run` (or one search's trials).
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub results_dir: PathBuf,
     /// Print one line per trial on stderr.
     pub progress: bool,
+    /// Reuse the trials already in `results/<suite>/*.csv` (see [`log`]) instead of measuring them again.
+    pub resume: bool,
 }
 
 /// What a run produced.
 pub struct RunOutcome {
     pub csv: PathBuf,
     pub rows: Vec<Row>,
+    /// Trials measured by this run.
+    pub trials_run: usize,
+    /// Trials taken from the log of earlier runs.
+    pub trials_reused: usize,
 }
 
-/// Runs every trial of a prepared suite, appending rows to `results/<suite>/<run-id>.csv`.
+/// Runs every trial of a prepared suite (each target's profile permitting), appending rows to
+/// `results/<suite>/<run-id>.csv`; with `opts.resume`, trials already logged are reused.
 pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> {
+    let mut session = Session::open(prepared, opts)?;
     let suite = &prepared.suite;
-    let prov = Provenance::collect();
-    let csv_path = opts
-        .results_dir
-        .join(&suite.name)
-        .join(format!("{}.csv", prov.run_id));
-    let mut out = CsvAppender::open(&csv_path)?;
-    if opts.progress {
-        eprintln!("writing {}", csv_path.display());
+    let total: usize = prepared
+        .targets
+        .iter()
+        .map(|(t, _)| {
+            suite
+                .strategies
+                .iter()
+                .filter(|s| t.allows(s, &suite.mixed))
+                .count()
+        })
+        .sum::<usize>()
+        * prepared.models.len();
+    session.total = Some(total);
+    for m in 0..prepared.models.len() {
+        for (t, (target, _)) in prepared.targets.iter().enumerate() {
+            for strategy in &suite.strategies {
+                if target.allows(strategy, &suite.mixed) {
+                    session.trial(m, t, strategy)?;
+                }
+            }
+        }
     }
-    let total = prepared.models.len() * prepared.targets.len() * suite.strategies.len();
-    let mut done = 0;
-    let mut rows = Vec::new();
-    for model in &prepared.models {
-        let data = &prepared.data[model.dataset];
-        let fp32_bytes = serialize_fp32(&model.graph).len() as u64;
-        let needs_calibration = suite
-            .strategies
-            .iter()
-            .any(|s| matches!(s, Strategy::Linear(l) if l.act == ActMode::Static));
-        let ranges = if needs_calibration {
-            let exec = Fp32Executor::new(&model.graph, prepared.targets[0].1)
-                .map_err(|e| Error::Run(e.to_string()))?;
-            let n = data.calibration.nrows();
-            let chunk = suite.measure.eval_batch;
-            let batches = (0..n)
-                .step_by(chunk)
-                .map(|s| data.batch(&data.calibration, s..(s + chunk).min(n)));
+    Ok(session.finish())
+}
+
+/// A built strategy: the classifier, the kernels it runs and its serialized size.
+type Built = (Box<dyn Classifier>, Vec<&'static str>, u64);
+
+/// Per-model state computed at most once and shared by every trial of the model: calibration ranges,
+/// refinement statistics, QAT outcomes.
+#[derive(Default)]
+struct ModelCache {
+    ranges: Option<Option<ActivationRanges>>,
+    refine: Option<Option<RefineData>>,
+    qat: HashMap<u32, QatOutcome>,
+}
+
+/// Trials on demand, for `run` (every strategy) and `search` (the ones its algorithm proposes). Each trial
+/// is appended to this run's CSV as it ends; with resume, trials of the log are copied instead of measured.
+pub struct Session<'p> {
+    prepared: &'p Prepared,
+    prov: Provenance,
+    out: CsvAppender,
+    log: log::TrialLog,
+    cache: Vec<ModelCache>,
+    /// Predictions by (model, strategy, kernels): targets that share kernels share one accuracy pass.
+    predictions: HashMap<(usize, String, String), Vec<usize>>,
+    /// Trials of this session by key, as indices into `rows`.
+    done: HashMap<log::TrialKey, usize>,
+    rows: Vec<Row>,
+    trials_run: usize,
+    trials_reused: usize,
+    progress: bool,
+    /// Trials planned, for progress lines (`None`: a search, open-ended).
+    pub total: Option<usize>,
+}
+
+impl<'p> Session<'p> {
+    /// Opens this run's CSV and reads the log of earlier runs (with `opts.resume`).
+    pub fn open(prepared: &'p Prepared, opts: &RunOptions) -> Result<Session<'p>, Error> {
+        let suite = &prepared.suite;
+        let prov = Provenance::collect();
+        let dir = opts.results_dir.join(&suite.name);
+        // Read the log before this run's file exists.
+        let log = if opts.resume {
+            log::TrialLog::load(&dir)
+        } else {
+            log::TrialLog::default()
+        };
+        let csv_path = dir.join(format!("{}.csv", prov.run_id));
+        let out = CsvAppender::open(&csv_path)?;
+        if opts.progress {
+            eprintln!("writing {}", csv_path.display());
+            if !log.is_empty() {
+                eprintln!(
+                    "trial log: {} earlier trials in {} files of {} (reused when they match)",
+                    log.len(),
+                    log.files,
+                    dir.display()
+                );
+            }
+        }
+        Ok(Session {
+            prepared,
+            prov,
+            out,
+            log,
+            cache: prepared
+                .models
+                .iter()
+                .map(|_| ModelCache::default())
+                .collect(),
+            predictions: HashMap::new(),
+            done: HashMap::new(),
+            rows: Vec::new(),
+            trials_run: 0,
+            trials_reused: 0,
+            progress: opts.progress,
+            total: None,
+        })
+    }
+
+    pub fn prepared(&self) -> &'p Prepared {
+        self.prepared
+    }
+
+    pub fn csv(&self) -> &Path {
+        self.out.path()
+    }
+
+    pub fn trials_run(&self) -> usize {
+        self.trials_run
+    }
+
+    pub fn trials_reused(&self) -> usize {
+        self.trials_reused
+    }
+
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    pub fn finish(self) -> RunOutcome {
+        RunOutcome {
+            csv: self.out.path().to_path_buf(),
+            rows: self.rows,
+            trials_run: self.trials_run,
+            trials_reused: self.trials_reused,
+        }
+    }
+
+    /// The key `strategy` on model `m` and target `t` has in the log.
+    fn key(&self, m: usize, t: usize, strategy: &Strategy) -> log::TrialKey {
+        let p = self.prepared;
+        let model = &p.models[m];
+        let data = &p.data[model.dataset];
+        let (target, kernels) = &p.targets[t];
+        log::TrialKey {
+            suite: p.suite.name.clone(),
+            model: model.name.clone(),
+            dataset: data.name.clone(),
+            target: target.name.clone(),
+            strategy: strategy.name(),
+            layer_precision: layer_precision(&p.suite, strategy),
+            isa_requested: kernels.isa_requested.name().to_string(),
+            batch: target.batch,
+            threads: target.threads,
+            calib_samples: data.calibration.nrows(),
+            eval_samples: data.evaluation.nrows(),
+            seed: p.suite.seed,
+            cpu: self.prov.cpu.clone(),
+        }
+    }
+
+    /// The row of `strategy` on model `m` and target `t`: from this session, else from the log (copied to
+    /// this run's CSV), else measured and appended. FP32 on the same model and target comes first (it is the
+    /// reference for the accuracy drop).
+    pub fn trial(&mut self, m: usize, t: usize, strategy: &Strategy) -> Result<Row, Error> {
+        let key = self.key(m, t, strategy);
+        if let Some(&i) = self.done.get(&key) {
+            return Ok(self.rows[i].clone());
+        }
+        if let Some(row) = self.log.get(&key).cloned() {
+            self.out.append(&row)?;
+            self.trials_reused += 1;
+            self.record(key, row.clone(), None, true);
+            return Ok(row);
+        }
+        let fp32_top1 = if *strategy == Strategy::Fp32 {
+            None
+        } else {
+            Some(self.trial(m, t, &Strategy::Fp32)?.top1)
+        };
+        let started = Instant::now();
+        let row = self.measure(m, t, strategy, fp32_top1)?;
+        self.out.append(&row)?;
+        self.trials_run += 1;
+        self.record(key, row.clone(), Some(started), false);
+        Ok(row)
+    }
+
+    fn record(&mut self, key: log::TrialKey, row: Row, started: Option<Instant>, reused: bool) {
+        self.done.insert(key, self.rows.len());
+        if self.progress {
+            let n = self.rows.len() + 1;
+            let count = match self.total {
+                Some(total) => format!("[{n}/{total}]"),
+                None => format!("[{n}]"),
+            };
+            let how = match (reused, started) {
+                (true, _) => "reused".to_string(),
+                (false, Some(s)) => format!("{:.1} s", s.elapsed().as_secs_f64()),
+                (false, None) => String::new(),
+            };
+            eprintln!(
+                "{count} {} / {} / {:<30} top1 {:6.2}%  size {:5.1}%  median {:>9}  ({how})",
+                row.model,
+                row.target,
+                row.strategy,
+                row.top1 * 100.0,
+                row.size_ratio * 100.0,
+                measure::format_ns(row.latency_median_ns),
+            );
+        }
+        self.rows.push(row);
+    }
+
+    /// Activation ranges for the static strategies of the suite, observed once per model.
+    fn ranges(&mut self, m: usize) -> Result<Option<&ActivationRanges>, Error> {
+        if self.cache[m].ranges.is_none() {
+            let p = self.prepared;
+            let suite = &p.suite;
+            let model = &p.models[m];
+            let data = &p.data[model.dataset];
             // One calibrator per value for every (method, symmetric) pair the static strategies use.
             let rules: Vec<_> = suite
                 .strategies
@@ -382,246 +578,278 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            Some(
-                ActivationRanges::observe_rules(&exec, &model.input, batches, &rules).map_err(
-                    |e| Error::Quant {
-                        model: model.name.clone(),
-                        strategy: "calibration".into(),
-                        source: Box::new(e),
-                    },
-                )?,
-            )
-        } else {
-            None
-        };
-        // Per-layer calibration statistics for the PTQ refinements the space uses (once per model).
-        let refinements: Vec<Refinement> = suite
-            .strategies
-            .iter()
-            .filter_map(|s| match s {
-                Strategy::Linear(l) if l.refinement != Refinement::None => Some(l.refinement),
-                _ => None,
-            })
-            .collect();
-        let refine = if refinements.is_empty() {
-            None
-        } else {
-            let exec = Fp32Executor::new(&model.graph, prepared.targets[0].1)
-                .map_err(|e| Error::Run(e.to_string()))?;
-            let n = data.calibration.nrows();
-            let chunk = suite.measure.eval_batch;
-            let batches = (0..n)
-                .step_by(chunk)
-                .map(|s| data.batch(&data.calibration, s..(s + chunk).min(n)));
-            Some(
-                RefineData::collect(
-                    &exec,
-                    &model.graph,
-                    &model.input,
-                    batches,
-                    &refinements,
-                    suite.seed,
+            let ranges = if rules.is_empty() {
+                None
+            } else {
+                let exec = Fp32Executor::new(&model.graph, p.targets[0].1)
+                    .map_err(|e| Error::Run(e.to_string()))?;
+                let n = data.calibration.nrows();
+                let chunk = suite.measure.eval_batch;
+                let batches = (0..n)
+                    .step_by(chunk)
+                    .map(|s| data.batch(&data.calibration, s..(s + chunk).min(n)));
+                Some(
+                    ActivationRanges::observe_rules(&exec, &model.input, batches, &rules).map_err(
+                        |e| Error::Quant {
+                            model: model.name.clone(),
+                            strategy: "calibration".into(),
+                            source: Box::new(e),
+                        },
+                    )?,
                 )
-                .map_err(|e| Error::Quant {
-                    model: model.name.clone(),
-                    strategy: "refinement statistics".into(),
-                    source: Box::new(e),
-                })?,
-            )
-        };
-        // Quantization-aware training, once per weight width: the fine-tuned graph, its learned activation
-        // ranges and weight steps.
-        let mut qat_done: HashMap<u32, QatOutcome> = HashMap::new();
-        // Predictions depend on the strategy and the kernels that ran, not on the timed batch or threads:
-        // targets that share kernels share one accuracy pass.
-        let mut predictions: HashMap<(String, String), Vec<usize>> = HashMap::new();
-        for (target, kernels) in &prepared.targets {
-            let mut fp32_pred: Option<Vec<usize>> = None;
-            let mut fp32_top1 = 0.0;
-            for strategy in &suite.strategies {
-                let started = Instant::now();
-                let (classifier, kernel_names, size): (
-                    Box<dyn Classifier>,
-                    Vec<&'static str>,
-                    u64,
-                ) =
-                    match strategy {
-                        Strategy::Fp32 => {
-                            let exec = Fp32Executor::new(&model.graph, *kernels)
-                                .map_err(|e| Error::Run(e.to_string()))?;
-                            let names = exec.kernel_names();
-                            (Box::new(exec), names, fp32_bytes)
-                        }
-                        Strategy::Float(f) => {
-                            let q = QuantizedModel::build_float(&model.graph, *f, *kernels)
-                                .map_err(|source| Error::Quant {
-                                    model: model.name.clone(),
-                                    strategy: strategy.name(),
-                                    source: Box::new(source),
-                                })?;
-                            let names = q.kernel_names();
-                            let size = serialize_quantized(&q).len() as u64;
-                            (Box::new(q), names, size)
-                        }
-                        Strategy::Linear(l) if l.refinement == Refinement::Qat => {
-                            let qat =
-                                match qat_done.entry(l.weight_bits) {
-                                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                                        run_qat(suite, model, data, *kernels, l.weight_bits, opts)?,
-                                    ),
-                                };
-                            let qat = &*qat;
-                            let q = QuantizedModel::build_full(
-                                &qat.graph,
-                                *l,
-                                l.mixed.map(|m| &suite.mixed[m.index as usize]),
-                                Some(&qat.ranges),
-                                Some(&qat.steps),
-                                *kernels,
-                            )
-                            .map_err(|source| Error::Quant {
-                                model: model.name.clone(),
-                                strategy: strategy.name(),
-                                source: Box::new(source),
-                            })?;
-                            let names = q.kernel_names();
-                            let size = serialize_quantized(&q).len() as u64;
-                            (Box::new(q), names, size)
-                        }
-                        Strategy::Linear(l) => {
-                            let built = QuantizedModel::build_full(
-                                &model.graph,
-                                *l,
-                                l.mixed.map(|m| &suite.mixed[m.index as usize]),
-                                ranges.as_ref(),
-                                refine.as_ref(),
-                                *kernels,
-                            );
-                            let q = built.map_err(|source| Error::Quant {
-                                model: model.name.clone(),
-                                strategy: strategy.name(),
-                                source: Box::new(source),
-                            })?;
-                            let names = q.kernel_names();
-                            let size = serialize_quantized(&q).len() as u64;
-                            (Box::new(q), names, size)
-                        }
-                    };
-                let memo = (strategy.name(), kernel_names.join("+"));
-                let pred = match predictions.get(&memo) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let p = predict(
-                            classifier.as_ref(),
-                            &model.input,
-                            data,
-                            suite.measure.eval_batch,
-                        )?;
-                        predictions.insert(memo, p.clone());
-                        p
-                    }
-                };
-                let correct = pred
-                    .iter()
-                    .zip(&data.eval_labels)
-                    .filter(|(p, l)| **p as i64 == **l)
-                    .count();
-                let top1 = correct as f64 / pred.len() as f64;
-                let reference = fp32_pred.get_or_insert_with(|| pred.clone());
-                if *strategy == Strategy::Fp32 {
-                    fp32_top1 = top1;
-                }
-                let agree = pred
-                    .iter()
-                    .zip(reference.iter())
-                    .filter(|(a, b)| a == b)
-                    .count() as f64
-                    / pred.len() as f64;
-                let batch_input = data.batch(
-                    &data.evaluation,
-                    0..target.batch.min(data.evaluation.nrows()),
-                );
-                let lat: LatencyStats = time_runs(
-                    target.threads,
-                    suite.measure.warmup,
-                    suite.measure.repeats,
-                    std::time::Duration::from_millis(suite.measure.min_time_ms),
-                    || {
-                        classifier
-                            .logits(&model.input, batch_input.clone())
-                            .map(|_| ())
-                    },
-                )?;
-                let isa = kernel_isa(kernels, &kernel_names);
-                let row = Row {
-                    run_id: prov.run_id.clone(),
-                    suite: suite.name.clone(),
-                    model: model.name.clone(),
-                    dataset: data.name.clone(),
-                    target: target.name.clone(),
-                    isa,
-                    isa_requested: kernels.isa_requested.name().to_string(),
-                    kernel: kernel_names.join("+"),
-                    strategy: strategy.name(),
-                    weight_bits: strategy.weight_bits(),
-                    act_mode: strategy.act_mode().into(),
-                    granularity: strategy.granularity().into(),
-                    scheme: strategy.scheme().into(),
-                    calibration: strategy.calibration(),
-                    quantizer: strategy.quantizer().into(),
-                    scale_constraint: strategy.scale_constraint().into(),
-                    weight_range: strategy.weight_range().into(),
-                    refinement: strategy.refinement().into(),
-                    layer_precision: match strategy {
-                        Strategy::Linear(LinearStrategy { mixed: Some(m), .. }) => {
-                            suite.mixed[m.index as usize].describe()
-                        }
-                        _ => String::new(),
-                    },
-                    calib_samples: data.calibration.nrows(),
-                    eval_samples: pred.len(),
-                    top1,
-                    top1_drop: fp32_top1 - top1,
-                    top1_agreement: agree,
-                    size_bytes: size,
-                    size_ratio: size as f64 / fp32_bytes as f64,
-                    latency_median_ns: lat.median_ns,
-                    latency_p90_ns: lat.p90_ns,
-                    latency_min_ns: lat.min_ns,
-                    timed_runs: lat.runs,
-                    throughput_per_s: target.batch as f64 * 1e9 / lat.median_ns.max(1) as f64,
-                    batch: target.batch,
-                    threads: target.threads,
-                    seed: suite.seed,
-                    git_commit: prov.git_commit.clone(),
-                    cpu: prov.cpu.clone(),
-                    cpu_features: prov.cpu_features.clone(),
-                    harness_version: prov.harness_version.clone(),
-                    started_at: prov.started_at.clone(),
-                };
-                out.append(&row)?;
-                done += 1;
-                if opts.progress {
-                    eprintln!(
-                        "[{done}/{total}] {} / {} / {:<30} top1 {:6.2}%  size {:5.1}%  median {:>9}  ({:.1} s)",
-                        model.name,
-                        target.name,
-                        row.strategy,
-                        row.top1 * 100.0,
-                        row.size_ratio * 100.0,
-                        measure::format_ns(row.latency_median_ns),
-                        started.elapsed().as_secs_f64()
-                    );
-                }
-                rows.push(row);
-            }
+            };
+            self.cache[m].ranges = Some(ranges);
         }
+        Ok(self.cache[m].ranges.as_ref().and_then(|r| r.as_ref()))
     }
-    Ok(RunOutcome {
-        csv: out.path().to_path_buf(),
-        rows,
-    })
+
+    /// Per-layer calibration statistics for the PTQ refinements the suite uses, gathered once per model.
+    fn refine(&mut self, m: usize) -> Result<Option<&RefineData>, Error> {
+        if self.cache[m].refine.is_none() {
+            let p = self.prepared;
+            let suite = &p.suite;
+            let model = &p.models[m];
+            let data = &p.data[model.dataset];
+            let refinements: Vec<Refinement> = suite
+                .strategies
+                .iter()
+                .filter_map(|s| match s {
+                    Strategy::Linear(l) if l.refinement != Refinement::None => Some(l.refinement),
+                    _ => None,
+                })
+                .collect();
+            let refine = if refinements.is_empty() {
+                None
+            } else {
+                let exec = Fp32Executor::new(&model.graph, p.targets[0].1)
+                    .map_err(|e| Error::Run(e.to_string()))?;
+                let n = data.calibration.nrows();
+                let chunk = suite.measure.eval_batch;
+                let batches = (0..n)
+                    .step_by(chunk)
+                    .map(|s| data.batch(&data.calibration, s..(s + chunk).min(n)));
+                Some(
+                    RefineData::collect(
+                        &exec,
+                        &model.graph,
+                        &model.input,
+                        batches,
+                        &refinements,
+                        suite.seed,
+                    )
+                    .map_err(|e| Error::Quant {
+                        model: model.name.clone(),
+                        strategy: "refinement statistics".into(),
+                        source: Box::new(e),
+                    })?,
+                )
+            };
+            self.cache[m].refine = Some(refine);
+        }
+        Ok(self.cache[m].refine.as_ref().and_then(|r| r.as_ref()))
+    }
+
+    /// Builds `strategy` for model `m` on target `t`'s kernels: the classifier, its kernels and its size.
+    fn build(&mut self, m: usize, t: usize, strategy: &Strategy) -> Result<Built, Error> {
+        let p = self.prepared;
+        let suite = &p.suite;
+        let model = &p.models[m];
+        let kernels = p.targets[t].1;
+        let quant_err = |source| Error::Quant {
+            model: model.name.clone(),
+            strategy: strategy.name(),
+            source: Box::new(source),
+        };
+        Ok(match strategy {
+            Strategy::Fp32 => {
+                let exec = Fp32Executor::new(&model.graph, kernels)
+                    .map_err(|e| Error::Run(e.to_string()))?;
+                let names = exec.kernel_names();
+                (
+                    Box::new(exec),
+                    names,
+                    serialize_fp32(&model.graph).len() as u64,
+                )
+            }
+            Strategy::Float(f) => {
+                let q =
+                    QuantizedModel::build_float(&model.graph, *f, kernels).map_err(quant_err)?;
+                let names = q.kernel_names();
+                let size = serialize_quantized(&q).len() as u64;
+                (Box::new(q), names, size)
+            }
+            Strategy::Linear(l) if l.refinement == Refinement::Qat => {
+                if !self.cache[m].qat.contains_key(&l.weight_bits) {
+                    let data = &p.data[model.dataset];
+                    let outcome =
+                        run_qat(suite, model, data, kernels, l.weight_bits, self.progress)?;
+                    self.cache[m].qat.insert(l.weight_bits, outcome);
+                }
+                let qat = &self.cache[m].qat[&l.weight_bits];
+                let q = QuantizedModel::build_full(
+                    &qat.graph,
+                    *l,
+                    l.mixed.map(|id| &suite.mixed[id.index as usize]),
+                    Some(&qat.ranges),
+                    Some(&qat.steps),
+                    kernels,
+                )
+                .map_err(quant_err)?;
+                let names = q.kernel_names();
+                let size = serialize_quantized(&q).len() as u64;
+                (Box::new(q), names, size)
+            }
+            Strategy::Linear(l) => {
+                if l.act == ActMode::Static {
+                    self.ranges(m)?;
+                }
+                if l.refinement != Refinement::None {
+                    self.refine(m)?;
+                }
+                let cache = &self.cache[m];
+                let q = QuantizedModel::build_full(
+                    &model.graph,
+                    *l,
+                    l.mixed.map(|id| &suite.mixed[id.index as usize]),
+                    cache.ranges.as_ref().and_then(|r| r.as_ref()),
+                    cache.refine.as_ref().and_then(|r| r.as_ref()),
+                    kernels,
+                )
+                .map_err(quant_err)?;
+                let names = q.kernel_names();
+                let size = serialize_quantized(&q).len() as u64;
+                (Box::new(q), names, size)
+            }
+        })
+    }
+
+    /// Top-1 predictions of a built classifier, memoized by (model, strategy, kernels).
+    fn predictions(
+        &mut self,
+        m: usize,
+        strategy: &Strategy,
+        kernel_names: &[&'static str],
+        classifier: &dyn Classifier,
+    ) -> Result<Vec<usize>, Error> {
+        let memo = (m, strategy.name(), kernel_names.join("+"));
+        if let Some(p) = self.predictions.get(&memo) {
+            return Ok(p.clone());
+        }
+        let p = self.prepared;
+        let model = &p.models[m];
+        let pred = predict(
+            classifier,
+            &model.input,
+            &p.data[model.dataset],
+            p.suite.measure.eval_batch,
+        )?;
+        self.predictions.insert(memo, pred.clone());
+        Ok(pred)
+    }
+
+    /// Builds, evaluates and times one trial. `fp32_top1` is `None` for FP32 itself.
+    fn measure(
+        &mut self,
+        m: usize,
+        t: usize,
+        strategy: &Strategy,
+        fp32_top1: Option<f64>,
+    ) -> Result<Row, Error> {
+        let p = self.prepared;
+        let suite = &p.suite;
+        let model = &p.models[m];
+        let data = &p.data[model.dataset];
+        let (target, kernels) = &p.targets[t];
+        let (classifier, kernel_names, size) = self.build(m, t, strategy)?;
+        let pred = self.predictions(m, strategy, &kernel_names, classifier.as_ref())?;
+        // FP32 predictions on these kernels: the reference for agreement.
+        let reference = if *strategy == Strategy::Fp32 {
+            pred.clone()
+        } else {
+            let (fp32, names, _) = self.build(m, t, &Strategy::Fp32)?;
+            self.predictions(m, &Strategy::Fp32, &names, fp32.as_ref())?
+        };
+        let fp32_bytes = serialize_fp32(&model.graph).len() as u64;
+        let correct = pred
+            .iter()
+            .zip(&data.eval_labels)
+            .filter(|(p, l)| **p as i64 == **l)
+            .count();
+        let top1 = correct as f64 / pred.len() as f64;
+        let agree = pred
+            .iter()
+            .zip(reference.iter())
+            .filter(|(a, b)| a == b)
+            .count() as f64
+            / pred.len() as f64;
+        let batch_input = data.batch(
+            &data.evaluation,
+            0..target.batch.min(data.evaluation.nrows()),
+        );
+        let lat: LatencyStats = time_runs(
+            target.threads,
+            suite.measure.warmup,
+            suite.measure.repeats,
+            std::time::Duration::from_millis(suite.measure.min_time_ms),
+            || {
+                classifier
+                    .logits(&model.input, batch_input.clone())
+                    .map(|_| ())
+            },
+        )?;
+        let prov = &self.prov;
+        Ok(Row {
+            run_id: prov.run_id.clone(),
+            suite: suite.name.clone(),
+            model: model.name.clone(),
+            dataset: data.name.clone(),
+            target: target.name.clone(),
+            isa: kernel_isa(kernels, &kernel_names),
+            isa_requested: kernels.isa_requested.name().to_string(),
+            kernel: kernel_names.join("+"),
+            strategy: strategy.name(),
+            weight_bits: strategy.weight_bits(),
+            act_mode: strategy.act_mode().into(),
+            granularity: strategy.granularity().into(),
+            scheme: strategy.scheme().into(),
+            calibration: strategy.calibration(),
+            quantizer: strategy.quantizer().into(),
+            scale_constraint: strategy.scale_constraint().into(),
+            weight_range: strategy.weight_range().into(),
+            refinement: strategy.refinement().into(),
+            layer_precision: layer_precision(suite, strategy),
+            calib_samples: data.calibration.nrows(),
+            eval_samples: pred.len(),
+            top1,
+            top1_drop: fp32_top1.unwrap_or(top1) - top1,
+            top1_agreement: agree,
+            size_bytes: size,
+            size_ratio: size as f64 / fp32_bytes as f64,
+            latency_median_ns: lat.median_ns,
+            latency_p90_ns: lat.p90_ns,
+            latency_min_ns: lat.min_ns,
+            timed_runs: lat.runs,
+            throughput_per_s: target.batch as f64 * 1e9 / lat.median_ns.max(1) as f64,
+            batch: target.batch,
+            threads: target.threads,
+            seed: suite.seed,
+            git_commit: prov.git_commit.clone(),
+            cpu: prov.cpu.clone(),
+            cpu_features: prov.cpu_features.clone(),
+            harness_version: prov.harness_version.clone(),
+            started_at: prov.started_at.clone(),
+        })
+    }
+}
+
+/// A mixed-precision strategy's map, `Conv_1=8;Gemm_10=fp32` (empty otherwise).
+fn layer_precision(suite: &Suite, strategy: &Strategy) -> String {
+    match strategy {
+        Strategy::Linear(LinearStrategy { mixed: Some(m), .. }) => {
+            suite.mixed[m.index as usize].describe()
+        }
+        _ => String::new(),
+    }
 }
 
 /// The ISAs of the kernels that ran (`+`-joined when they differ).
@@ -650,7 +878,7 @@ fn run_qat(
     data: &PreparedData,
     kernels: KernelSet,
     weight_bits: u32,
-    opts: &RunOptions,
+    progress: bool,
 ) -> Result<QatOutcome, Error> {
     use crate::train::{
         Dataset, OptimizerConfig, QatConfig, QuantConfig, TrainConfig, qat as fine_tune,
@@ -687,12 +915,12 @@ fn run_qat(
     };
     let started = Instant::now();
     let result = fine_tune(&model.graph, &kernels, &set, &config, &mut |e| {
-        if opts.progress {
+        if progress {
             eprintln!("  QAT w{weight_bits} {}: {e}", model.name);
         }
     })
     .map_err(fail)?;
-    if opts.progress {
+    if progress {
         eprintln!(
             "  QAT w{weight_bits} {}: {} epochs on {n} samples in {:.1} s",
             model.name,

@@ -1,12 +1,18 @@
 //! Strategy selection from measured trials: per (model, target), the best strategy for an objective within
 //! an accuracy budget, with the reason, and the Pareto front over accuracy, latency and size.
 //!
-//! This first version selects among the trials of the suite's whole space (exhaustive); smarter search
-//! strategies will propose fewer trials, and this selection stays the same.
+//! [`engine`] decides which trials to run (grid, random, greedy); [`run_search`] drives it through the
+//! runner's [`Session`] (every trial logged as it ends, earlier trials reused); [`recommend`] chooses among
+//! the rows whatever produced them. Guard: a strategy slower than FP32 on its target is flagged and never
+//! chosen for the latency objective.
+
+pub mod engine;
 
 use std::collections::BTreeMap;
 
+use crate::error::Error;
 use crate::results::Row;
+use crate::runner::Session;
 use crate::runner::measure::format_ns;
 use crate::suite::spec::Objective;
 use crate::table;
@@ -22,6 +28,8 @@ pub struct Recommendation<'a> {
     pub reason: String,
     /// Non-dominated rows, fastest first.
     pub pareto: Vec<&'a Row>,
+    /// Strategies slower than FP32 on this target (flagged; never chosen for latency).
+    pub slower_than_fp32: Vec<&'a Row>,
 }
 
 /// True when `a` is at least as good as `b` on accuracy, latency and size, and better on one.
@@ -63,7 +71,16 @@ pub fn recommend(rows: &[Row], objective: Objective, max_drop: f64) -> Vec<Recom
         .map(|((model, target), group)| {
             let baseline = group.iter().copied().find(|r| r.strategy == "fp32");
             // A tiny tolerance so that a drop of exactly the budget, computed in floating point, is in.
-            let within: Vec<&Row> = group.iter().copied().filter(|r| r.top1_drop <= max_drop + 1e-12).collect();
+            // The guard: for latency, a strategy slower than FP32 is never the choice.
+            let within: Vec<&Row> = group
+                .iter()
+                .copied()
+                .filter(|r| engine::within(r, max_drop))
+                .filter(|r| {
+                    objective != Objective::Latency
+                        || baseline.is_none_or(|b| !engine::slower_than(r, b))
+                })
+                .collect();
             let best = within.iter().copied().min_by_key(|r| objective_key(r, objective));
             let reason = match best {
                 None => format!(
@@ -80,6 +97,9 @@ pub fn recommend(rows: &[Row], objective: Objective, max_drop: f64) -> Vec<Recom
                 best,
                 reason,
                 pareto: pareto_front(&group),
+                slower_than_fp32: baseline
+                    .map(|b| group.iter().copied().filter(|r| engine::slower_than(r, b)).collect())
+                    .unwrap_or_default(),
             }
         })
         .collect()
@@ -193,8 +213,181 @@ pub fn render(recs: &[Recommendation<'_>]) -> String {
             rec.reason
         ));
         out.push_str(&summary_table(&rec.pareto));
+        if !rec.slower_than_fp32.is_empty() {
+            let names: Vec<&str> = rec
+                .slower_than_fp32
+                .iter()
+                .map(|r| r.strategy.as_str())
+                .collect();
+            out.push_str(&format!(
+                "flagged: slower than FP32 on {} (never chosen for latency): {}\n",
+                rec.target,
+                names.join(", ")
+            ));
+        }
     }
     out
+}
+
+/// One (model, target) searched.
+#[derive(Clone, Debug)]
+pub struct SearchResult {
+    pub model: String,
+    pub target: String,
+    pub trace: engine::Trace,
+}
+
+/// Searches every model of the session's suite on `target` (every target when `None`), `model` narrowing
+/// the models. Each (model, target) gets its own trial budget; the deadline is shared.
+pub fn run_search(
+    session: &mut Session<'_>,
+    cfg: &engine::Config,
+    target: Option<&str>,
+    model: Option<&str>,
+) -> Result<Vec<SearchResult>, Error> {
+    let prepared = session.prepared();
+    let suite = &prepared.suite;
+    let pick = |what: &str, want: Option<&str>, names: Vec<&str>| -> Result<Vec<usize>, Error> {
+        match want {
+            None => Ok((0..names.len()).collect()),
+            Some(w) => match names.iter().position(|n| *n == w) {
+                Some(i) => Ok(vec![i]),
+                None => Err(Error::Usage(format!(
+                    "no {what} `{w}` in suite `{}` (it has: {})",
+                    suite.name,
+                    names.join(", ")
+                ))),
+            },
+        }
+    };
+    let targets = pick(
+        "target",
+        target,
+        prepared
+            .targets
+            .iter()
+            .map(|(t, _)| t.name.as_str())
+            .collect(),
+    )?;
+    let models = pick(
+        "model",
+        model,
+        prepared.models.iter().map(|m| m.name.as_str()).collect(),
+    )?;
+    let mut out = Vec::new();
+    for &m in &models {
+        let layers = crate::quant::model::linear_layer_names(&prepared.models[m].graph).len();
+        for &t in &targets {
+            let def = &prepared.targets[t].0;
+            let candidates: Vec<_> = suite
+                .strategies
+                .iter()
+                .copied()
+                .filter(|s| def.allows(s, &suite.mixed))
+                .collect();
+            let trace = engine::search(&candidates, &suite.mixed, layers, cfg, &mut |s| {
+                session.trial(m, t, s)
+            })?;
+            out.push(SearchResult {
+                model: prepared.models[m].name.clone(),
+                target: def.name.clone(),
+                trace,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Readable text for a search: per (model, target) the choice and why, the Pareto front, the trials.
+pub fn render_search(
+    results: &[SearchResult],
+    cfg: &engine::Config,
+    trials_run: usize,
+    trials_reused: usize,
+) -> String {
+    let mut out = String::new();
+    for r in results {
+        let recs = recommend(&r.trace.rows, cfg.objective, cfg.max_drop);
+        out.push_str(&render(&recs));
+        out.push_str(&format!(
+            "search: {} tried {} of {} candidates (FP32 included: {} trials); stopped: {}\n",
+            cfg.algorithm.name(),
+            r.trace.rows.len().saturating_sub(1),
+            r.trace.candidates,
+            r.trace.rows.len(),
+            r.trace.stopped
+        ));
+        for n in &r.trace.notes {
+            out.push_str(&format!("  - {n}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "\ntrials: {trials_run} run, {trials_reused} reused from the trial log\n"
+    ));
+    out
+}
+
+fn row_json(r: &Row, baseline: Option<&Row>) -> serde_json::Value {
+    serde_json::json!({
+        "strategy": r.strategy,
+        "top1": r.top1,
+        "top1_drop": r.top1_drop,
+        "latency_median_ns": r.latency_median_ns,
+        "size_bytes": r.size_bytes,
+        "size_ratio": r.size_ratio,
+        "speedup_vs_fp32": baseline.map(|b| b.latency_median_ns as f64 / r.latency_median_ns.max(1) as f64),
+        "slower_than_fp32": baseline.is_some_and(|b| engine::slower_than(r, b)),
+        "layer_precision": r.layer_precision,
+        "kernel": r.kernel,
+    })
+}
+
+/// One JSON object: the first (model, target)'s `chosen` and `pareto` at the top level (the usual case is
+/// one of each), every one under `searches`, and the trial counts of the whole command.
+pub fn search_json(
+    results: &[SearchResult],
+    cfg: &engine::Config,
+    trials_run: usize,
+    trials_reused: usize,
+    csv: &std::path::Path,
+) -> serde_json::Value {
+    let searches: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            let recs = recommend(&r.trace.rows, cfg.objective, cfg.max_drop);
+            let rec = recs.first();
+            let baseline = rec.and_then(|x| x.baseline);
+            serde_json::json!({
+                "model": r.model,
+                "target": r.target,
+                "chosen": rec.and_then(|x| x.best).map(|b| row_json(b, baseline)),
+                "reason": rec.map(|x| x.reason.clone()),
+                "baseline": baseline.map(|b| row_json(b, Some(b))),
+                "pareto": rec.map(|x| x.pareto.iter().map(|p| row_json(p, baseline)).collect::<Vec<_>>()).unwrap_or_default(),
+                "slower_than_fp32": rec.map(|x| x.slower_than_fp32.iter().map(|p| p.strategy.clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                "trials": r.trace.rows.len(),
+                "candidates": r.trace.candidates,
+                "stopped": r.trace.stopped,
+                "notes": r.trace.notes,
+            })
+        })
+        .collect();
+    let first = searches.first().cloned().unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "algorithm": cfg.algorithm.name(),
+        "objective": match cfg.objective { Objective::Latency => "latency", Objective::Size => "size" },
+        "max_drop": cfg.max_drop,
+        "model": first.get("model"),
+        "target": first.get("target"),
+        "chosen": first.get("chosen"),
+        "reason": first.get("reason"),
+        "pareto": first.get("pareto"),
+        "trials": first.get("trials"),
+        "trials_run": trials_run,
+        "trials_reused": trials_reused,
+        "results": csv.display().to_string(),
+        "searches": searches,
+    })
 }
 
 #[cfg(test)]

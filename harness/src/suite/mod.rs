@@ -5,6 +5,7 @@
 //! checked without loading data or models (files exist, references resolve, counts are positive); the runner
 //! checks the rest before it writes a single result row.
 
+pub mod profile;
 pub mod spec;
 
 use std::collections::BTreeSet;
@@ -88,7 +89,18 @@ pub struct TargetDef {
     pub isa: Option<Isa>,
     pub threads: usize,
     pub batch: usize,
+    /// The back end's constraints; `None`: every strategy of the space.
+    pub profile: Option<profile::Profile>,
     pub at: Location,
+}
+
+impl TargetDef {
+    /// True when this target runs `strategy` (always, without a profile).
+    pub fn allows(&self, strategy: &Strategy, mixed: &[MixedPrecision]) -> bool {
+        self.profile
+            .as_ref()
+            .is_none_or(|p| p.allows(strategy, mixed))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -353,13 +365,24 @@ impl Validator<'_> {
         let mut targets = Vec::new();
         for (i, t) in file.targets.iter().enumerate() {
             let key = |k: &str| format!("target[{i}].{k}");
-            let isa = match t.isa.get_ref().as_str() {
+            let mut isa = match t.isa.get_ref().as_str() {
                 "auto" => None,
                 other => Some(other.parse::<Isa>().map_err(|e| {
                     self.at(t.isa.span(), key("isa"))
                         .error(format!("{e}; or `auto`"))
                 })?),
             };
+            let profile = match &t.profile {
+                None => None,
+                Some(p) => Some(
+                    profile::Profile::resolve(p.get_ref(), self.base)
+                        .map_err(|e| self.at(p.span(), key("profile")).error(e))?,
+                ),
+            };
+            // The profile's ISA times the target when the target leaves `isa` out (a default has no span).
+            if t.isa.span().is_empty() && isa.is_none() {
+                isa = profile.as_ref().and_then(|p| p.isa);
+            }
             for (k, v) in [("threads", &t.threads), ("batch", &t.batch)] {
                 if *v.get_ref() == 0 {
                     return Err(self.at(v.span(), key(k)).error("must be at least 1"));
@@ -370,6 +393,7 @@ impl Validator<'_> {
                 isa,
                 threads: *t.threads.get_ref(),
                 batch: *t.batch.get_ref(),
+                profile,
                 at: self.at(t.isa.span(), key("isa")),
             });
         }
@@ -379,6 +403,7 @@ impl Validator<'_> {
                 isa: None,
                 threads: 1,
                 batch: 1,
+                profile: None,
                 at: self.at(0..0, "target"),
             });
         }

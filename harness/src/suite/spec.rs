@@ -153,6 +153,10 @@ pub struct TargetSpec {
     /// Samples per timed inference.
     #[serde(default = "one")]
     pub batch: Spanned<usize>,
+    /// A hardware profile (`suites/profiles/<name>.toml`, or a built-in one): only the strategies it runs
+    /// are proposed for this target.
+    #[serde(default)]
+    pub profile: Option<Spanned<String>>,
 }
 
 fn default_isa() -> Spanned<String> {

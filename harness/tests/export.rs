@@ -1,0 +1,403 @@
+//! Export of quantized models, on the real MNIST CNN and real digits:
+//! - the QDQ ONNX export runs in ONNX Runtime with the same top-1 as our executor (within 0.1 point) on
+//!   held-out digits (skipped, saying so, when `python3 -c "import onnxruntime"` fails);
+//! - the `.qhq` artifact loads back and gives bit-identical logits without recalibrating;
+//! - `harness quantize` / `harness infer` do the same from the command line, with clear input errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harness::data::{LabelColumn, load_csv, read_npy_f32, write_npy};
+use harness::exec::Fp32Executor;
+use harness::ir::{Graph, Tensor};
+use harness::quant::refine::RefineData;
+use harness::quant::serialize::serialize_quantized;
+use harness::quant::{ActMode, ActivationRanges, Calibration, QuantizedModel, Strategy};
+use ndarray::{ArrayD, Axis, IxDyn, s};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn model_path() -> PathBuf {
+    root().join("suites/data/ccexam_mnist_cnn/ccexam_mnist_cnn.onnx")
+}
+
+fn graph() -> Graph {
+    harness::onnx::load_model(&model_path()).unwrap()
+}
+
+/// mnist_5k (sorted by class) normalised as the model expects: every 10th digit for calibration (500), the other
+/// 4500 held out.
+fn digits() -> (ArrayD<f32>, ArrayD<f32>, Vec<i64>) {
+    let raw = load_csv(
+        &root().join("suites/data/mnist_5k/mnist_5k.csv.gz"),
+        LabelColumn::Last,
+    )
+    .unwrap();
+    let pick = |rows: &[usize]| {
+        let x = raw
+            .features
+            .select(Axis(0), rows)
+            .mapv(|v| (v / 255.0 - 0.1307) / 0.3081);
+        x.into_shape_with_order(IxDyn(&[rows.len(), 1, 28, 28]))
+            .unwrap()
+    };
+    let calib: Vec<usize> = (0..raw.len()).step_by(10).collect();
+    let eval: Vec<usize> = (0..raw.len()).filter(|i| i % 10 != 0).collect();
+    let labels = eval.iter().map(|&i| raw.labels[i]).collect();
+    (pick(&calib), pick(&eval), labels)
+}
+
+/// The 100 reference digits of the model's folder.
+fn reference_images() -> ArrayD<f32> {
+    let (shape, data) =
+        read_npy_f32(&root().join("suites/data/ccexam_mnist_cnn/reference/input_f32.npy")).unwrap();
+    ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap()
+}
+
+fn logits(out: Vec<(String, Tensor)>) -> ArrayD<f32> {
+    match out.into_iter().next() {
+        Some((_, Tensor::F32(a))) => a,
+        other => panic!("expected f32 logits, got {other:?}"),
+    }
+}
+
+fn argmax_rows(a: &ArrayD<f32>) -> Vec<usize> {
+    a.axis_iter(Axis(0))
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .0
+        })
+        .collect()
+}
+
+fn top1(pred: &[usize], labels: &[i64]) -> f64 {
+    pred.iter()
+        .zip(labels)
+        .filter(|(p, l)| **p as i64 == **l)
+        .count() as f64
+        / labels.len() as f64
+}
+
+/// Builds `name` on `graph`, calibrated (and refined) on `calib` in batches of 100.
+fn build(graph: &Graph, name: &str, calib: &ArrayD<f32>) -> QuantizedModel {
+    let kernels = kernels::select(None).unwrap();
+    let strategy: Strategy = name.parse().unwrap();
+    let l = match strategy {
+        Strategy::Float(f) => return QuantizedModel::build_float(graph, f, kernels).unwrap(),
+        Strategy::Linear(l) => l,
+        Strategy::Fp32 => panic!("fp32"),
+    };
+    let exec = Fp32Executor::new(graph, kernels).unwrap();
+    let n = calib.shape()[0];
+    let batches = || {
+        (0..n).step_by(100).map(|s0| {
+            calib
+                .slice(s![s0..(s0 + 100).min(n), .., .., ..])
+                .to_owned()
+                .into_dyn()
+        })
+    };
+    let ranges = (l.act == ActMode::Static).then(|| {
+        let rule = (
+            l.calibration.unwrap_or(Calibration::MinMax),
+            l.scheme == strategies::Scheme::Symmetric,
+        );
+        ActivationRanges::observe_rules(&exec, "input", batches(), &[rule]).unwrap()
+    });
+    let refine = (l.refinement != harness::quant::Refinement::None).then(|| {
+        RefineData::collect(&exec, graph, "input", batches(), &[l.refinement], 7).unwrap()
+    });
+    QuantizedModel::build_full(graph, l, None, ranges.as_ref(), refine.as_ref(), kernels).unwrap()
+}
+
+fn onnxruntime_missing() -> Option<String> {
+    match Command::new("python3")
+        .args(["-c", "import onnxruntime, numpy"])
+        .output()
+    {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        Err(e) => Some(format!("python3: {e}")),
+    }
+}
+
+#[test]
+fn qdq_export_gives_the_same_top1_in_onnx_runtime() {
+    if let Some(why) = onnxruntime_missing() {
+        eprintln!(
+            "skipped: onnxruntime is not importable by python3 ({why}); `pip install onnxruntime onnx numpy` runs this test"
+        );
+        return;
+    }
+    let graph = graph();
+    let (calib, eval, labels) = digits();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("eval_f32.npy");
+    write_npy(
+        &input,
+        eval.shape(),
+        &eval.iter().copied().collect::<Vec<_>>(),
+    )
+    .unwrap();
+    // Symmetric per-channel (ONNX Runtime keeps the Relu before Q, zero point 128, and runs the convolutions in
+    // float on dequantized values) and affine per-tensor (it fuses every layer into QLinearConv / QGemm).
+    for name in [
+        "w8-static-channel-sym-minmax",
+        "w8-static-tensor-affine-minmax",
+    ] {
+        let q = build(&graph, name, &calib);
+        let ours = argmax_rows(&logits(q.run(&[("input", eval.clone())]).unwrap()));
+        let model = dir.path().join(format!("{name}.onnx"));
+        harness::onnx::qdq::save_qdq(&q, &model).unwrap();
+        let out = dir.path().join(format!("{name}_ort.npy"));
+        let run = Command::new("python3")
+            .arg(root().join("scripts/check_qdq.py"))
+            .args([&model, &input, &out])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{name}: check_qdq.py failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (shape, data) = read_npy_f32(&out).unwrap();
+        let ort = argmax_rows(&ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap());
+        let (t_ours, t_ort) = (top1(&ours, &labels), top1(&ort, &labels));
+        let agree = ours.iter().zip(&ort).filter(|(a, b)| a == b).count();
+        eprintln!(
+            "{name}: top-1 harness {:.2} %, ONNX Runtime {:.2} %, same class on {agree}/{} held-out digits; ORT: {}",
+            100.0 * t_ours,
+            100.0 * t_ort,
+            ours.len(),
+            String::from_utf8_lossy(&run.stdout).trim()
+        );
+        assert!(
+            (t_ours - t_ort).abs() <= 0.001,
+            "{name}: top-1 {t_ours} (harness) vs {t_ort} (ONNX Runtime)"
+        );
+    }
+}
+
+#[test]
+fn qdq_export_refuses_what_it_cannot_express() {
+    let graph = graph();
+    let calib = reference_images();
+    for (name, says) in [
+        ("w4-weightonly-group32-sym", "per-group"),
+        ("bf16", "float model"),
+        ("w8-dynamic-tensor-sym", "DynamicQuantizeLinear"),
+    ] {
+        let q = build(&graph, name, &calib);
+        let e = harness::onnx::qdq::export_qdq(&q).unwrap_err().to_string();
+        assert!(e.contains(name) && e.contains(says), "{name}: {e}");
+    }
+}
+
+#[test]
+fn artifact_loads_back_bit_exactly_without_calibration() {
+    let graph = graph();
+    let x = reference_images();
+    let (calib, eval) = (
+        x.slice(s![..50, .., .., ..]).to_owned().into_dyn(),
+        x.slice(s![50.., .., .., ..]).to_owned().into_dyn(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kernels = kernels::select(None).unwrap();
+    for name in [
+        "w8-static-channel-sym-minmax",
+        "w8-static-tensor-affine-p99.99",
+        "w4-static-channel-sym-minmax-log",
+        "w4-static-group32-sym-minmax",
+        "w8-static-channel-sym-minmax-biascorr",
+        "w8-dynamic-channel-affine",
+        "w4-dynamic-group32-sym",
+        "w8-weightonly-tensor-sym",
+        "w4-weightonly-group32-affine",
+        "w3-weightonly-channel-sym",
+        "bf16",
+        "fp16",
+    ] {
+        let q = build(&graph, name, &calib);
+        let path = dir.path().join(format!("{name}.qhq"));
+        let bytes = q.save(&path).unwrap();
+        let loaded = QuantizedModel::load_with(&path, kernels).unwrap();
+        assert_eq!(loaded.strategy(), q.strategy(), "{name}");
+        assert_eq!(loaded.kernel_names(), q.kernel_names(), "{name}");
+        assert_eq!(loaded.signature(), q.signature(), "{name}");
+        let a = logits(q.run(&[("input", eval.clone())]).unwrap());
+        let b = logits(loaded.run(&[("input", eval.clone())]).unwrap());
+        assert!(
+            a.iter().zip(&b).all(|(u, v)| u.to_bits() == v.to_bits()),
+            "{name}: loaded model's logits differ"
+        );
+        // The constants' container (the size a result row reports) is unchanged by the round trip, and the
+        // artifact adds only the plan and the graph's structure to it.
+        let size = serialize_quantized(&q);
+        assert_eq!(serialize_quantized(&loaded), size, "{name}");
+        assert!(
+            (bytes as usize) < size.len() + 4096,
+            "{name}: artifact {bytes} bytes vs {} of constants",
+            size.len()
+        );
+    }
+}
+
+#[test]
+fn artifact_errors_name_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernels = kernels::select(None).unwrap();
+    let bad = dir.path().join("bad.qhq");
+    std::fs::write(&bad, b"not a model").unwrap();
+    let e = QuantizedModel::load_with(&bad, kernels)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("bad.qhq") && e.contains("QHQM"), "{e}");
+    // The size-only container (version 1) is not loadable.
+    let graph = graph();
+    let q = build(&graph, "w8-weightonly-channel-sym", &reference_images());
+    let v1 = dir.path().join("v1.qhq");
+    std::fs::write(&v1, serialize_quantized(&q)).unwrap();
+    let e = QuantizedModel::load_with(&v1, kernels)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("version 1"), "{e}");
+    // A truncated artifact.
+    let bytes = q.to_artifact_bytes().unwrap();
+    let cut = dir.path().join("cut.qhq");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let e = QuantizedModel::load_with(&cut, kernels)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("truncated"), "{e}");
+}
+
+fn harness_bin(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_quantize_then_infer_matches_the_library() {
+    use std::ffi::OsStr;
+    let dir = tempfile::tempdir().unwrap();
+    let x = reference_images();
+    let calib = dir.path().join("calib.npy");
+    let eval = dir.path().join("eval.npy");
+    let (c, e) = (
+        x.slice(s![..50, .., .., ..]).to_owned(),
+        x.slice(s![50.., .., .., ..]).to_owned(),
+    );
+    write_npy(&calib, c.shape(), &c.iter().copied().collect::<Vec<_>>()).unwrap();
+    write_npy(&eval, e.shape(), &e.iter().copied().collect::<Vec<_>>()).unwrap();
+    let qhq = dir.path().join("cnn.qhq");
+    let name = "w8-static-channel-sym-minmax";
+    let out = harness_bin(&[
+        OsStr::new("quantize"),
+        model_path().as_os_str(),
+        OsStr::new("--strategy"),
+        OsStr::new(name),
+        OsStr::new("--calib"),
+        calib.as_os_str(),
+        OsStr::new("--out"),
+        qhq.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logits_dir = dir.path().join("out");
+    let input = format!("input={}", eval.display());
+    let out = harness_bin(&[
+        OsStr::new("infer"),
+        qhq.as_os_str(),
+        OsStr::new("--input"),
+        OsStr::new(&input),
+        OsStr::new("--out"),
+        logits_dir.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (shape, got) = read_npy_f32(&logits_dir.join("logits.npy")).unwrap();
+    assert_eq!(shape, vec![50, 10]);
+    // The same model built in process, calibrated on the same 50 digits in one batch.
+    let graph = graph();
+    let kernels = kernels::select(None).unwrap();
+    let exec = Fp32Executor::new(&graph, kernels).unwrap();
+    let ranges = ActivationRanges::observe_rules(
+        &exec,
+        "input",
+        [c.into_dyn()],
+        &[(Calibration::MinMax, true)],
+    )
+    .unwrap();
+    let Strategy::Linear(l) = name.parse().unwrap() else {
+        unreachable!()
+    };
+    let q = QuantizedModel::build(&graph, l, Some(&ranges), kernels).unwrap();
+    let want = logits(q.run(&[("input", e.into_dyn())]).unwrap());
+    assert_eq!(got, want.iter().copied().collect::<Vec<_>>());
+
+    // FP32 ONNX through infer: a bare FILE for a one-input model.
+    let out = harness_bin(&[
+        OsStr::new("infer"),
+        model_path().as_os_str(),
+        OsStr::new("--input"),
+        eval.as_os_str(),
+        OsStr::new("--out"),
+        logits_dir.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Errors: an unknown input, a shape mismatch, a bad file, an unknown strategy.
+    let wrong = dir.path().join("wrong.npy");
+    write_npy(&wrong, &[2, 1, 27, 28], &vec![0f32; 2 * 27 * 28]).unwrap();
+    let junk = dir.path().join("junk.npy");
+    std::fs::write(&junk, b"junk").unwrap();
+    for (args, says) in [
+        (
+            vec![format!("pixels={}", eval.display())],
+            "no input `pixels`",
+        ),
+        (vec![format!("input={}", wrong.display())], "[2, 1, 27, 28]"),
+        (vec![format!("input={}", junk.display())], "junk.npy"),
+    ] {
+        let mut argv = vec![OsStr::new("infer"), qhq.as_os_str()];
+        for a in &args {
+            argv.push(OsStr::new("--input"));
+            argv.push(OsStr::new(a));
+        }
+        argv.extend([OsStr::new("--out"), logits_dir.as_os_str()]);
+        let out = harness_bin(&argv);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let out = harness_bin(&[
+        OsStr::new("quantize"),
+        model_path().as_os_str(),
+        OsStr::new("--strategy"),
+        OsStr::new("w8-static-channel"),
+        OsStr::new("--out"),
+        qhq.as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("w8-static-channel"), "{err}");
+}
