@@ -26,6 +26,9 @@ Examples:
   harness run suites/quickstart.toml
   harness search suites/quickstart.toml --max-drop 0.002
   harness search --from results/quickstart/20261125-120000-123.csv --objective size
+  harness search suites/strategies.toml --target this-cpu --algorithm greedy --objective size --json
+  harness quantize m.onnx --strategy w8-static-channel-sym-minmax --calib calib.npy --out m.qhq --qdq m.qdq.onnx
+  harness infer m.qhq --input input=x.npy --out outputs/
   harness info                                  # CPU features and the kernels this machine runs
 
 Exit codes: 0 success, 1 failure while running, 2 bad input (suite, data, model, options).";
