@@ -401,3 +401,17 @@ fn cli_quantize_then_infer_matches_the_library() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("w8-static-channel"), "{err}");
 }
+
+/// A graph with an op the exporter does not write (PP-OCR's HardSigmoid, among others) is an error that
+/// names the node and the op, not a panic.
+#[test]
+fn exporting_an_unsupported_op_is_an_error_naming_the_node() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../suites/data/ppocr_cls/ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    let graph = harness::onnx::load_model(&path).unwrap();
+    let err = harness::onnx::export_model(&graph).unwrap_err().to_string();
+    assert!(
+        err.contains("node \"") && err.contains("ONNX export of this op is not implemented"),
+        "{err}"
+    );
+}

@@ -379,7 +379,7 @@ fn onnx_export_round_trip() {
         save_model(&graph, &path).unwrap();
         let back = load_model(&path).unwrap();
         assert_eq!(back, graph, "{}", graph.name);
-        assert_eq!(encode_model(&back), std::fs::read(&path).unwrap());
+        assert_eq!(encode_model(&back).unwrap(), std::fs::read(&path).unwrap());
         let x = if graph.name == "tiny" {
             batch_for(&graph, 1).0
         } else {
@@ -392,7 +392,7 @@ fn onnx_export_round_trip() {
             graph.name
         );
     }
-    let proto = export_model(&mnist_cnn());
+    let proto = export_model(&mnist_cnn()).unwrap();
     assert_eq!((proto.ir_version, proto.opset_import[0].version), (8, 17));
 }
 

@@ -26,6 +26,9 @@ pub enum ExportError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// The exporter writes the trainable op set (and what QDQ export adds around it).
+    #[error("node \"{node}\" ({op}): ONNX export of this op is not implemented")]
+    UnsupportedOp { node: String, op: &'static str },
 }
 
 /// The ONNX IR version that goes with a default-domain opset (onnx/docs/Versioning.md), at least 7.
@@ -40,8 +43,13 @@ pub fn ir_version_for_opset(opset: i64) -> i64 {
 }
 
 /// The model proto of `graph`.
-pub fn export_model(graph: &ir::Graph) -> ModelProto {
-    ModelProto {
+pub fn export_model(graph: &ir::Graph) -> Result<ModelProto, ExportError> {
+    let nodes = graph
+        .nodes
+        .iter()
+        .map(|n| node_proto(n, graph.opset))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ModelProto {
         ir_version: ir_version_for_opset(graph.opset),
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
@@ -53,11 +61,7 @@ pub fn export_model(graph: &ir::Graph) -> ModelProto {
         model_version: 0,
         doc_string: String::new(),
         graph: Some(GraphProto {
-            node: graph
-                .nodes
-                .iter()
-                .map(|n| node_proto(n, graph.opset))
-                .collect(),
+            node: nodes,
             name: graph.name.clone(),
             initializer: graph
                 .initializers
@@ -71,17 +75,17 @@ pub fn export_model(graph: &ir::Graph) -> ModelProto {
             value_info: Vec::new(),
         }),
         metadata_props: Vec::new(),
-    }
+    })
 }
 
 /// `graph` serialized as an `.onnx` file's bytes.
-pub fn encode_model(graph: &ir::Graph) -> Vec<u8> {
-    export_model(graph).encode_to_vec()
+pub fn encode_model(graph: &ir::Graph) -> Result<Vec<u8>, ExportError> {
+    Ok(export_model(graph)?.encode_to_vec())
 }
 
 /// Writes `graph` to `path` as ONNX.
 pub fn save_model(graph: &ir::Graph, path: &Path) -> Result<(), ExportError> {
-    std::fs::write(path, encode_model(graph)).map_err(|error| ExportError::Io {
+    std::fs::write(path, encode_model(graph)?).map_err(|error| ExportError::Io {
         path: path.to_owned(),
         error,
     })
@@ -161,7 +165,7 @@ fn float(name: &str, value: f32) -> AttributeProto {
     }
 }
 
-fn node_proto(node: &ir::Node, opset: i64) -> NodeProto {
+fn node_proto(node: &ir::Node, opset: i64) -> Result<NodeProto, ExportError> {
     let attribute = match &node.op {
         Op::Conv(a) => vec![
             ints("kernel_shape", &a.kernel_shape),
@@ -196,9 +200,14 @@ fn node_proto(node: &ir::Node, opset: i64) -> NodeProto {
         }
         Op::Reshape { .. } | Op::MatMul | Op::Relu | Op::Add => Vec::new(),
         // Only graphs of the trainable op set (train::graph) are exported so far.
-        other => unimplemented!("ONNX export of {} is not implemented", other.op_type()),
+        other => {
+            return Err(ExportError::UnsupportedOp {
+                node: node.name.clone(),
+                op: other.op_type(),
+            });
+        }
     };
-    NodeProto {
+    Ok(NodeProto {
         input: node.inputs.clone(),
         output: node.outputs.clone(),
         name: node.name.clone(),
@@ -206,5 +215,5 @@ fn node_proto(node: &ir::Node, opset: i64) -> NodeProto {
         domain: String::new(),
         attribute,
         doc_string: String::new(),
-    }
+    })
 }

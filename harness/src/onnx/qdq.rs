@@ -484,7 +484,10 @@ pub fn export_qdq(model: &QuantizedModel) -> Result<ModelProto, QdqError> {
             .collect(),
         nodes: ir_nodes,
     };
-    let mut proto = export_model(&graph);
+    let mut proto = export_model(&graph).map_err(|e| QdqError::Unsupported {
+        strategy: model.strategy().name(),
+        reason: e.to_string(),
+    })?;
     let g = proto.graph.as_mut().expect("export writes a graph");
     let mut ir_protos = std::mem::take(&mut g.node).into_iter();
     g.node = b

@@ -360,7 +360,8 @@ impl QuantizedModel {
             steps,
         };
         let plan = toml::to_string(&plan).map_err(|e| ArtifactError::Save(e.to_string()))?;
-        let graph = crate::onnx::encode_model(&graph);
+        let graph =
+            crate::onnx::encode_model(&graph).map_err(|e| ArtifactError::Save(e.to_string()))?;
         let mut w = Writer::versioned(&strategy.name(), VERSION_LOADABLE);
         w.record(PLAN, DType::U8, &[plan.len()], plan.bytes());
         w.record(GRAPH, DType::U8, &[graph.len()], graph);

@@ -162,7 +162,7 @@ pub fn run(args: &TrainArgs) -> Result<(), Error> {
     let test_top1 = top1(&model, &test_set, 256).map_err(|e| Error::Run(e.to_string()))?;
 
     let trained = model.to_graph();
-    let mut proto = export_model(&trained);
+    let mut proto = export_model(&trained).map_err(|e| Error::Run(e.to_string()))?;
     let meta = |key: &str, value: String| StringStringEntryProto {
         key: key.to_owned(),
         value,
