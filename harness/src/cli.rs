@@ -149,6 +149,28 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write static HTML pages with SVG charts from result CSVs (and `harness bench` CSVs).
+    #[command(
+        long_about = "Read result CSVs (of `harness run` / `search`; several runs give history charts) and \
+        `harness bench` CSVs, and write an offline HTML site into --out: an index, one page per suite, model \
+        and target (top-1 vs latency with the Pareto front and the chosen strategy, size vs top-1, history over \
+        runs, the table ordered by the objective), a back-end page per model when it ran on several targets, \
+        and a kernel page (GOPS per shape against the peak)."
+    )]
+    Report {
+        /// Result or bench CSV files.
+        #[arg(required = true, num_args = 1..)]
+        results: Vec<PathBuf>,
+        /// Folder that receives index.html and the pages.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// What "best" means for the highlighted strategy.
+        #[arg(long, value_enum, default_value = "latency")]
+        objective: ObjectiveArg,
+        /// Largest acceptable top-1 drop for the highlighted strategy, as a fraction.
+        #[arg(long, default_value_t = 0.005)]
+        max_drop: f64,
+    },
     /// Train a built-in architecture from scratch on IDX data (Fashion-MNIST) and write it as ONNX.
     Train(harness::train::TrainArgs),
     /// Quantize an ONNX model with one strategy into a loadable `.qhq` file and / or a QDQ ONNX model.
@@ -315,6 +337,28 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Bench(args) => harness::bench::run(&args),
         Command::Train(args) => harness::train::command::run(&args),
+        Command::Report {
+            results,
+            out,
+            objective,
+            max_drop,
+        } => {
+            let opts = harness::report::ReportOptions {
+                objective: match objective {
+                    ObjectiveArg::Latency => Objective::Latency,
+                    ObjectiveArg::Size => Objective::Size,
+                },
+                max_drop,
+            };
+            let summary = harness::report::build_report(&results, &out, opts)?;
+            println!(
+                "report: {} ({} pages, {} charts)",
+                out.join("index.html").display(),
+                summary.pages.len(),
+                summary.charts.len()
+            );
+            Ok(())
+        }
         Command::Quantize(args) => harness::quant::artifact::quantize_command(&args),
         Command::Infer(args) => harness::quant::artifact::infer_command(&args),
         Command::Info => {

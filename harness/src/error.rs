@@ -32,6 +32,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Results(#[from] ResultsError),
+    #[error("report: {0}")]
+    Report(#[from] crate::report::ReportError),
     #[error("{0}")]
     Run(String),
 }
@@ -45,7 +47,8 @@ impl Error {
             | Error::Import { .. }
             | Error::Model { .. }
             | Error::Usage(_) => 2,
-            Error::Quant { .. } | Error::Results(_) | Error::Run(_) => 1,
+            Error::Report(crate::report::ReportError::Input { .. }) => 2,
+            Error::Quant { .. } | Error::Results(_) | Error::Report(_) | Error::Run(_) => 1,
         }
     }
 }

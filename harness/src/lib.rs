@@ -8,6 +8,7 @@ pub mod exec;
 pub mod ir;
 pub mod onnx;
 pub mod quant;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod search;

@@ -1,0 +1,380 @@
+//! The report's charts, drawn by plotters into SVG strings (text stays `<text>` elements, so no font file is
+//! needed to draw them and the browser renders the labels).
+
+use std::collections::BTreeMap;
+
+use plotters::prelude::*;
+
+use super::{BenchRow, ReportError};
+use crate::results::Row;
+
+const SIZE: (u32, u32) = (900, 520);
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn err(chart: &str, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Chart {
+        chart: chart.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// `[lo, hi]` widened by 5 % on each side (and made non-empty).
+fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 1.0, hi + 1.0)
+    };
+    let pad = (hi - lo) * 0.05;
+    (lo - pad)..(hi + pad)
+}
+
+fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    })
+}
+
+fn us(r: &Row) -> f64 {
+    r.latency_median_ns as f64 / 1e3
+}
+
+/// Colour of a row by activation mode, so that families read apart.
+fn colour(r: &Row) -> RGBColor {
+    let i = match r.act_mode.as_str() {
+        "fp32" => 7,
+        "static" => 0,
+        "dynamic" => 1,
+        "weightonly" => 2,
+        "fp16" => 4,
+        "bf16" => 5,
+        _ => 6,
+    };
+    PALETTE[i]
+}
+
+/// The rows no other row beats on both latency (lower) and top-1 (higher): the front this chart can show
+/// (the search's front also weighs size).
+fn front_2d<'a>(rows: &[&'a Row]) -> Vec<&'a Row> {
+    let beats = |o: &Row, r: &Row| {
+        o.latency_median_ns <= r.latency_median_ns
+            && o.top1 >= r.top1
+            && (o.latency_median_ns < r.latency_median_ns || o.top1 > r.top1)
+    };
+    rows.iter()
+        .filter(|r| !rows.iter().any(|o| beats(o, r)))
+        .copied()
+        .collect()
+}
+
+/// Top-1 against median latency; marker radius grows with the size ratio; the accuracy-latency front as a
+/// line; the chosen strategy circled.
+pub fn accuracy_latency(rows: &[&Row], chosen: Option<&str>) -> Result<String, ReportError> {
+    let front = front_2d(rows);
+    let name = "accuracy vs latency";
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(name, e))?;
+        let (x0, x1) = extent(rows.iter().map(|r| us(r)));
+        let (y0, y1) = extent(rows.iter().map(|r| r.top1 * 100.0));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "top-1 vs median latency (marker area: size)",
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(padded(x0, x1), padded(y0, y1))
+            .map_err(|e| err(name, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("median latency (µs)")
+            .y_desc("top-1 (%)")
+            .draw()
+            .map_err(|e| err(name, e))?;
+        chart
+            .draw_series(rows.iter().map(|r| {
+                let radius = 3.0 + 12.0 * r.size_ratio.clamp(0.0, 1.0).sqrt();
+                Circle::new(
+                    (us(r), r.top1 * 100.0),
+                    radius as i32,
+                    colour(r).mix(0.6).filled(),
+                )
+            }))
+            .map_err(|e| err(name, e))?;
+        let mut line: Vec<(f64, f64)> = front.iter().map(|r| (us(r), r.top1 * 100.0)).collect();
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(line, BLACK.stroke_width(1)))
+            .map_err(|e| err(name, e))?
+            .label("front: nothing faster is more accurate")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+        // One legend entry per activation mode present (the markers' colours).
+        let modes: std::collections::BTreeSet<&str> =
+            rows.iter().map(|r| r.act_mode.as_str()).collect();
+        for mode in modes {
+            let c = rows
+                .iter()
+                .find(|r| r.act_mode == mode)
+                .map(|r| colour(r))
+                .unwrap_or(BLACK);
+            chart
+                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+                .map_err(|e| err(name, e))?
+                .label(mode.to_string())
+                .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
+        }
+        if let Some(c) = chosen {
+            chart
+                .draw_series(
+                    rows.iter()
+                        .filter(|r| r.strategy == c)
+                        .map(|r| Circle::new((us(r), r.top1 * 100.0), 18, RED.stroke_width(2))),
+                )
+                .map_err(|e| err(name, e))?
+                .label(format!("chosen: {c}"))
+                .legend(|(x, y)| Circle::new((x + 10, y), 6, RED.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(name, e))?;
+        root.present().map_err(|e| err(name, e))?;
+    }
+    Ok(svg)
+}
+
+/// Top-1 against the size ratio.
+pub fn size_accuracy(rows: &[&Row], chosen: Option<&str>) -> Result<String, ReportError> {
+    let name = "size vs accuracy";
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(name, e))?;
+        let (y0, y1) = extent(rows.iter().map(|r| r.top1 * 100.0));
+        let mut chart = ChartBuilder::on(&root)
+            .caption("top-1 vs serialized size", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..105f64, padded(y0, y1))
+            .map_err(|e| err(name, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("size (% of FP32)")
+            .y_desc("top-1 (%)")
+            .draw()
+            .map_err(|e| err(name, e))?;
+        chart
+            .draw_series(rows.iter().map(|r| {
+                let style = if Some(r.strategy.as_str()) == chosen {
+                    RED.filled()
+                } else {
+                    colour(r).mix(0.7).filled()
+                };
+                Circle::new((r.size_ratio * 100.0, r.top1 * 100.0), 5, style)
+            }))
+            .map_err(|e| err(name, e))?;
+        root.present().map_err(|e| err(name, e))?;
+    }
+    Ok(svg)
+}
+
+/// Median latency and top-1 of FP32 and the chosen strategy, one point per run.
+pub fn history(rows: &[&Row], chosen: Option<&str>) -> Result<String, ReportError> {
+    let name = "history";
+    let runs: Vec<&str> = rows
+        .iter()
+        .map(|r| r.run_id.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let series: Vec<&str> = std::iter::once("fp32").chain(chosen).collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(name, e))?;
+        let shown: Vec<&&Row> = rows
+            .iter()
+            .filter(|r| series.contains(&r.strategy.as_str()))
+            .collect();
+        let (y0, y1) = extent(shown.iter().map(|r| us(r)));
+        let mut chart = ChartBuilder::on(&root)
+            .caption("median latency over runs", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..(runs.len() as f64 - 0.5), padded(y0, y1))
+            .map_err(|e| err(name, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("run (oldest first)")
+            .y_desc("median latency (µs)")
+            .x_label_formatter(&|x| {
+                runs.get(x.round().max(0.0) as usize)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            })
+            .draw()
+            .map_err(|e| err(name, e))?;
+        for (i, s) in series.iter().enumerate() {
+            let points: Vec<(f64, f64)> = runs
+                .iter()
+                .enumerate()
+                .filter_map(|(x, run)| {
+                    rows.iter()
+                        .find(|r| r.run_id == *run && r.strategy == *s)
+                        .map(|r| (x as f64, us(r)))
+                })
+                .collect();
+            let c = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+                .map_err(|e| err(name, e))?
+                .label(s.to_string())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled())))
+                .map_err(|e| err(name, e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(name, e))?;
+        root.present().map_err(|e| err(name, e))?;
+    }
+    Ok(svg)
+}
+
+/// Median latency of every strategy on every target, grouped bars.
+pub fn backends(latest: &BTreeMap<&str, Vec<&Row>>) -> Result<String, ReportError> {
+    let name = "back ends";
+    let strategies: Vec<&str> = latest
+        .values()
+        .flatten()
+        .map(|r| r.strategy.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let targets: Vec<&str> = latest.keys().copied().collect();
+    let max = latest.values().flatten().map(|r| us(r)).fold(0.0, f64::max);
+    let height = (SIZE.1).max(60 + 18 * strategies.len() as u32 * targets.len() as u32);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(name, e))?;
+        let rows = (strategies.len() * targets.len()) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("median latency per target", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(280)
+            .build_cartesian_2d(0f64..max * 1.1 + 1e-9, 0f64..rows)
+            .map_err(|e| err(name, e))?;
+        let labels: Vec<String> = strategies
+            .iter()
+            .flat_map(|s| targets.iter().map(move |t| format!("{s} @ {t}")))
+            .collect();
+        chart
+            .configure_mesh()
+            .x_desc("median latency (µs)")
+            .y_labels(labels.len().min(60))
+            .y_label_formatter(&|y| {
+                labels
+                    .get(y.floor().max(0.0) as usize)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .draw()
+            .map_err(|e| err(name, e))?;
+        let mut bars = Vec::new();
+        for (si, s) in strategies.iter().enumerate() {
+            for (ti, t) in targets.iter().enumerate() {
+                if let Some(r) = latest[t].iter().find(|r| r.strategy == *s) {
+                    let y = (si * targets.len() + ti) as f64;
+                    bars.push(Rectangle::new(
+                        [(0.0, y + 0.1), (us(r), y + 0.9)],
+                        PALETTE[ti % PALETTE.len()].filled(),
+                    ));
+                }
+            }
+        }
+        chart.draw_series(bars).map_err(|e| err(name, e))?;
+        root.present().map_err(|e| err(name, e))?;
+    }
+    Ok(svg)
+}
+
+/// GOPS per (kernel, shape) as bars, with each kernel's peak as a tick.
+pub fn kernels(bench: &[BenchRow]) -> Result<String, ReportError> {
+    let name = "kernels";
+    let max = bench
+        .iter()
+        .map(|b| b.gops.max(b.peak_gops))
+        .fold(0.0, f64::max);
+    let height = (SIZE.1).max(60 + 20 * bench.len() as u32);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(name, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "GEMM throughput (bars) and peak (black ticks)",
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(330)
+            .build_cartesian_2d(0f64..max * 1.1 + 1e-9, 0f64..bench.len() as f64)
+            .map_err(|e| err(name, e))?;
+        let labels: Vec<String> = bench
+            .iter()
+            .map(|b| format!("{} {}x{}x{} t{}", b.kernel, b.m, b.k, b.n, b.threads))
+            .collect();
+        chart
+            .configure_mesh()
+            .x_desc("GOPS")
+            .y_labels(labels.len().min(60))
+            .y_label_formatter(&|y| {
+                labels
+                    .get(y.floor().max(0.0) as usize)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .draw()
+            .map_err(|e| err(name, e))?;
+        chart
+            .draw_series(bench.iter().enumerate().map(|(i, b)| {
+                Rectangle::new(
+                    [(0.0, i as f64 + 0.15), (b.gops, i as f64 + 0.85)],
+                    PALETTE[i % PALETTE.len()].filled(),
+                )
+            }))
+            .map_err(|e| err(name, e))?;
+        chart
+            .draw_series(bench.iter().enumerate().map(|(i, b)| {
+                PathElement::new(
+                    vec![(b.peak_gops, i as f64), (b.peak_gops, i as f64 + 1.0)],
+                    BLACK.stroke_width(2),
+                )
+            }))
+            .map_err(|e| err(name, e))?;
+        root.present().map_err(|e| err(name, e))?;
+    }
+    Ok(svg)
+}
