@@ -30,6 +30,18 @@ pub trait Kernel: Send + Sync {
     fn name(&self) -> &'static str;
     /// The instruction set the kernel's code needs.
     fn isa(&self) -> Isa;
+
+    /// Panics unless this CPU runs the kernel's ISA: the safe entry points' guard before they call
+    /// `#[target_feature]` code (the dispatcher never hands out such a kernel; a caller that picks one by
+    /// hand gets this message instead of an illegal instruction).
+    fn assert_runnable(&self) {
+        assert!(
+            self.isa().is_available(),
+            "{}: this CPU lacks {}",
+            self.name(),
+            self.isa()
+        );
+    }
 }
 
 /// A right-hand side (weights) matrix packed into the layout one kernel wants.

@@ -16,10 +16,30 @@ use super::conv::Conv2dGeom;
 /// columns ordered `(ky, kx, c)`: `out` is `[batch * out_h * out_w, kh * kw * c_in]`. Padding taps get
 /// `pad_value` (the activation zero point).
 pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, out: &mut [u8]) {
+    im2col_nhwc_slice(input, batch, g, g.c_in, 0, pad_value, out)
+}
+
+/// [`im2col_nhwc`] over a slice of the channels: the images have `channels` channels per pixel and the
+/// lowering reads `g.c_in` of them starting at `first` (one group of a grouped convolution). `out` is
+/// `[batch * out_h * out_w, kh * kw * g.c_in]`, columns ordered `(ky, kx, c)` over the slice.
+pub fn im2col_nhwc_slice(
+    input: &[u8],
+    batch: usize,
+    g: &Conv2dGeom,
+    channels: usize,
+    first: usize,
+    pad_value: u8,
+    out: &mut [u8],
+) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let k = g.k();
     assert!(
-        input.len() >= batch * g.h * g.w * g.c_in,
+        first + g.c_in <= channels,
+        "im2col_nhwc_slice: channels {first}..{} of {channels}",
+        first + g.c_in
+    );
+    assert!(
+        input.len() >= batch * g.h * g.w * channels,
         "im2col_nhwc: input too short"
     );
     assert!(
@@ -32,26 +52,29 @@ pub fn im2col_nhwc(input: &[u8], batch: usize, g: &Conv2dGeom, pad_value: u8, ou
     // The run of one kernel row inside the image is `kw * c` contiguous bytes; a compile-time length turns
     // each copy into a few moves instead of a call. 3 is a 3x3 kernel on one channel (a grayscale first layer),
     // where a copy per run costs more than the bytes it moves.
-    match g.kw * g.c_in {
-        3 => lower::<3>(input, batch, g, pad_value, out),
-        9 => lower::<9>(input, batch, g, pad_value, out),
-        _ => lower::<0>(input, batch, g, pad_value, out),
+    let sl = (channels, first);
+    match (g.kw * g.c_in, channels == g.c_in) {
+        (3, true) => lower::<3>(input, batch, g, sl, pad_value, out),
+        (9, true) => lower::<9>(input, batch, g, sl, pad_value, out),
+        _ => lower::<0>(input, batch, g, sl, pad_value, out),
     }
 }
 
 /// [`im2col_nhwc`] with the dense run length `RUN` fixed at compile time (0: read it from `g`).
 #[inline(always)]
+/// `(channels, first)`: the pixel stride and the first channel read (see [`im2col_nhwc_slice`]).
 fn lower<const RUN: usize>(
     input: &[u8],
     batch: usize,
     g: &Conv2dGeom,
+    (cs, c0): (usize, usize),
     pad_value: u8,
     out: &mut [u8],
 ) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let c = g.c_in;
     let k = g.k();
-    let image = g.h * g.w * c;
+    let image = g.h * g.w * cs;
     let run = if RUN > 0 { RUN } else { g.kw * c };
     debug_assert_eq!(run, g.kw * c);
     // Input coordinate of every (output position, tap) pair, or None in the padding, computed once per call.
@@ -71,7 +94,8 @@ fn lower<const RUN: usize>(
     let dense: Vec<Option<usize>> = xs
         .chunks_exact(g.kw)
         .map(|t| {
-            (g.dil_w == 1 && t[0].is_some() && t[g.kw - 1].is_some()).then(|| t[0].expect("some"))
+            (cs == c && g.dil_w == 1 && t[0].is_some() && t[g.kw - 1].is_some())
+                .then(|| t[0].expect("some"))
         })
         .collect();
     for (b, image_out) in out.chunks_exact_mut(oh * ow * k).take(batch).enumerate() {
@@ -101,9 +125,77 @@ fn lower<const RUN: usize>(
                             for (&ix, tap) in xs.iter().zip(dst.chunks_exact_mut(c)) {
                                 match (iy, ix) {
                                     (Some(y), Some(x)) => {
-                                        copy_channels(tap, &src[(y * g.w + x) * c..][..c])
+                                        copy_channels(tap, &src[(y * g.w + x) * cs + c0..][..c])
                                     }
                                     _ => tap.fill(pad_value),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Depthwise convolution accumulators over NHWC u8 images (`[batch, h, w, c]`, `g.c_in = c`, one input
+/// channel per output channel): `acc[row, ch] = sum over taps t of x(t, ch) * weights[t * c + ch]`, rows = output
+/// pixels of every image in order (`acc` is `[batch * out_h * out_w, c]`), taps ordered `(ky, kx)`. Padding taps
+/// read `pad_value` (the activation zero point), exactly as [`im2col_nhwc`] lowers them, so the result is the
+/// i32 matrix the per-channel GEMMs of that lowering would give; the caller folds weight zero points into
+/// `weights` (`w - zp`) and requantizes with [`requantize_u8_f32`]'s arithmetic.
+pub fn depthwise_nhwc_acc(
+    input: &[u8],
+    batch: usize,
+    g: &Conv2dGeom,
+    weights: &[i32],
+    pad_value: u8,
+    acc: &mut [i32],
+) {
+    let (oh, ow, c) = (g.out_h(), g.out_w(), g.c_in);
+    let taps = g.kh * g.kw;
+    assert!(
+        input.len() >= batch * g.h * g.w * c && weights.len() >= taps * c,
+        "depthwise_nhwc_acc: short input or weights"
+    );
+    assert!(
+        acc.len() >= batch * oh * ow * c,
+        "depthwise_nhwc_acc: acc too short"
+    );
+    if c == 0 {
+        return;
+    }
+    let coord = |o: usize, t: usize, stride: usize, dil: usize, pad: usize, len: usize| {
+        (o * stride + t * dil).checked_sub(pad).filter(|&v| v < len)
+    };
+    // Per tap: the padding's contribution `pad_value * w`, added where the tap falls outside the image.
+    let pad: Vec<i32> = weights[..taps * c]
+        .iter()
+        .map(|&w| i32::from(pad_value) * w)
+        .collect();
+    let image = g.h * g.w * c;
+    for (b, image_acc) in acc.chunks_exact_mut(oh * ow * c).take(batch).enumerate() {
+        let src = &input[b * image..(b + 1) * image];
+        for (oy, row) in image_acc.chunks_exact_mut(ow * c).enumerate() {
+            row.fill(0);
+            for ky in 0..g.kh {
+                let iy = coord(oy, ky, g.stride_h, g.dil_h, g.pad_top, g.h);
+                for kx in 0..g.kw {
+                    let t = ky * g.kw + kx;
+                    let w = &weights[t * c..(t + 1) * c];
+                    let p = &pad[t * c..(t + 1) * c];
+                    for (ox, dst) in row.chunks_exact_mut(c).enumerate() {
+                        let ix = coord(ox, kx, g.stride_w, g.dil_w, g.pad_left, g.w);
+                        match (iy, ix) {
+                            (Some(y), Some(x)) => {
+                                let x = &src[(y * g.w + x) * c..][..c];
+                                for ((d, &v), &w) in dst.iter_mut().zip(x).zip(w) {
+                                    *d += i32::from(v) * w;
+                                }
+                            }
+                            _ => {
+                                for (d, &p) in dst.iter_mut().zip(p) {
+                                    *d += p;
                                 }
                             }
                         }
@@ -311,6 +403,55 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// A channel slice lowers exactly as the same channels copied into their own image.
+    #[test]
+    fn nhwc_slice_im2col_matches_im2col_of_the_extracted_channels() {
+        let (c, h, w, batch) = (6, 5, 7, 2);
+        let input: Vec<u8> = (0..batch * h * w * c)
+            .map(|i| (i * 53 % 251) as u8)
+            .collect();
+        for (first, len, pad, stride) in [(0, 2, 1, 1), (2, 2, 1, 2), (4, 2, 0, 1), (3, 1, 2, 1)] {
+            let g = geom(len, h, w, pad, stride, 1);
+            let part: Vec<u8> = input
+                .chunks_exact(c)
+                .flat_map(|px| px[first..first + len].to_vec())
+                .collect();
+            let rows = batch * g.out_h() * g.out_w();
+            let mut want = vec![0u8; rows * g.k()];
+            im2col_nhwc(&part, batch, &g, 9, &mut want);
+            let mut got = vec![0u8; rows * g.k()];
+            im2col_nhwc_slice(&input, batch, &g, c, first, 9, &mut got);
+            assert_eq!(got, want, "first {first} len {len}");
+        }
+    }
+
+    /// The depthwise accumulators equal one GEMM per channel over that channel's im2col.
+    #[test]
+    fn depthwise_acc_matches_per_channel_im2col_dot_products() {
+        let (c, h, w, batch) = (5, 6, 5, 2);
+        let input: Vec<u8> = (0..batch * h * w * c)
+            .map(|i| (i * 97 % 256) as u8)
+            .collect();
+        let weights: Vec<i32> = (0..9 * c).map(|i| (i as i32 * 37) % 255 - 127).collect();
+        for (pad, stride, dil) in [(1, 1, 1), (1, 2, 1), (0, 1, 1), (2, 1, 2)] {
+            let g = geom(c, h, w, pad, stride, dil);
+            let rows = batch * g.out_h() * g.out_w();
+            let mut acc = vec![0i32; rows * c];
+            depthwise_nhwc_acc(&input, batch, &g, &weights, 3, &mut acc);
+            let g1 = geom(1, h, w, pad, stride, dil);
+            let mut cols = vec![0u8; rows * 9];
+            for ch in 0..c {
+                im2col_nhwc_slice(&input, batch, &g1, c, ch, 3, &mut cols);
+                for r in 0..rows {
+                    let want: i32 = (0..9)
+                        .map(|t| i32::from(cols[r * 9 + t]) * weights[t * c + ch])
+                        .sum();
+                    assert_eq!(acc[r * c + ch], want, "{g:?} row {r} channel {ch}");
                 }
             }
         }

@@ -81,12 +81,7 @@ impl GemmU8I8 for Avx2GemmU8I8 {
     }
 
     fn gemm(&self, m: usize, a: &[u8], lda: usize, b: &PackedB<i8>, c: &mut [i32], ldc: usize) {
-        assert!(
-            self.isa().is_available(),
-            "{}: this CPU lacks {}",
-            self.name(),
-            self.isa()
-        );
+        self.assert_runnable();
         let (k, n) = (b.k, b.n);
         assert_packed(self.name(), b, 2 * packed_len_k4(k, n, SUB));
         assert_a(self.name(), m, k, a, lda);

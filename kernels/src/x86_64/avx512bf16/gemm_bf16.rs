@@ -86,12 +86,7 @@ impl GemmBf16 for Avx512Bf16GemmBf16 {
     }
 
     fn gemm(&self, m: usize, a: &[f32], lda: usize, b: &PackedB<u16>, c: &mut [f32], ldc: usize) {
-        assert!(
-            self.isa().is_available(),
-            "{}: this CPU lacks {}",
-            self.name(),
-            self.isa()
-        );
+        self.assert_runnable();
         let (k, n) = (b.k, b.n);
         assert_packed(self.name(), b, packed_len(k, n));
         assert_a(self.name(), m, k, a, lda);

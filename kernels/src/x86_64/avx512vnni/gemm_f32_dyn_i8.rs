@@ -112,11 +112,7 @@ impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
         ldc: usize,
     ) -> (f32, i32) {
         let name = self.name();
-        assert!(
-            self.isa().is_available(),
-            "{name}: this CPU lacks {}",
-            self.isa()
-        );
+        self.assert_runnable();
         let (k, n) = (b.k, b.n);
         let panels_len = packed_len_k4(k, n, NR);
         assert_packed(name, b, panels_len + 4 * n);

@@ -57,12 +57,7 @@ impl GemmU8I8Requant for Avx512VnniGemmU8I8Requant {
         out: &mut [u8],
         ldo: usize,
     ) {
-        assert!(
-            self.isa().is_available(),
-            "{}: this CPU lacks {}",
-            self.name(),
-            self.isa()
-        );
+        self.assert_runnable();
         let (k, n) = (b.k, b.n);
         // The 16-bit zero-point add below needs the zero point of a u8 output.
         if k > FUSED_MAX_K || !(0..=255).contains(&rq.out_zp) {

@@ -54,12 +54,7 @@ impl GemmF16W for Avx512GemmF16W {
     }
 
     fn gemm(&self, m: usize, a: &[f32], lda: usize, b: &PackedB<u16>, c: &mut [f32], ldc: usize) {
-        assert!(
-            self.isa().is_available(),
-            "{}: this CPU lacks {}",
-            self.name(),
-            self.isa()
-        );
+        self.assert_runnable();
         let (k, n) = (b.k, b.n);
         assert_packed(self.name(), b, n.div_ceil(NR) * NR * k);
         assert_a(self.name(), m, k, a, lda);

@@ -71,12 +71,7 @@ impl GemmF32 for Avx512GemmF32 {
     }
 
     fn gemm(&self, m: usize, a: &[f32], lda: usize, b: &PackedB<f32>, c: &mut [f32], ldc: usize) {
-        assert!(
-            self.isa().is_available(),
-            "{}: this CPU lacks {}",
-            self.name(),
-            self.isa()
-        );
+        self.assert_runnable();
         let (k, n) = (b.k, b.n);
         assert_packed(self.name(), b, n.div_ceil(NR) * NR * k);
         assert_a(self.name(), m, k, a, lda);
@@ -141,12 +136,7 @@ impl GemmF32 for Avx2GemmF32 {
     }
 
     fn gemm(&self, m: usize, a: &[f32], lda: usize, b: &PackedB<f32>, c: &mut [f32], ldc: usize) {
-        assert!(
-            self.isa().is_available(),
-            "{}: this CPU lacks {}",
-            self.name(),
-            self.isa()
-        );
+        self.assert_runnable();
         let (k, n) = (b.k, b.n);
         assert_packed(self.name(), b, n.div_ceil(NR2) * NR2 * k);
         assert_a(self.name(), m, k, a, lda);

@@ -74,12 +74,7 @@ impl GemmF32W8 for Avx512GemmF32W8 {
         c: &mut [f32],
         ldc: usize,
     ) {
-        assert!(
-            self.isa().is_available(),
-            "{}: this CPU lacks {}",
-            self.name(),
-            self.isa()
-        );
+        self.assert_runnable();
         let (k, n) = (b.k, b.n);
         assert_packed(self.name(), b, n.div_ceil(NR) * NR * k);
         assert_a(self.name(), m, k, a, lda);
@@ -270,12 +265,7 @@ impl GemmF32W8 for Avx2GemmF32W8 {
         c: &mut [f32],
         ldc: usize,
     ) {
-        assert!(
-            self.isa().is_available(),
-            "{}: this CPU lacks {}",
-            self.name(),
-            self.isa()
-        );
+        self.assert_runnable();
         let (k, n) = (b.k, b.n);
         assert_packed(self.name(), b, n.div_ceil(NR2) * NR2 * k);
         assert_a(self.name(), m, k, a, lda);

@@ -95,12 +95,7 @@ impl<'a> Panel<'a> {
 
 impl Avx512VnniGemmW4 {
     fn check(&self, m: usize, a: &[f32], lda: usize, b: &PackedW4, c: &[f32], ldc: usize) {
-        assert!(
-            self.isa().is_available(),
-            "{}: this CPU lacks {}",
-            self.name(),
-            self.isa()
-        );
+        self.assert_runnable();
         let (k, n) = (b.k, b.n);
         let (panels, groups) = (n.div_ceil(NR), int4::group_count(k, b.group));
         assert_packed_w4(
