@@ -6,6 +6,7 @@ pub mod data;
 pub mod error;
 pub mod exec;
 pub mod ir;
+pub mod models;
 pub mod onnx;
 pub mod quant;
 pub mod report;
@@ -14,6 +15,7 @@ pub mod runner;
 pub mod search;
 pub mod suite;
 pub mod table;
+pub mod text;
 pub mod train;
 
 pub use error::Error;
