@@ -56,6 +56,9 @@ enum AlgorithmArg {
     Random,
     /// Cheapest first, falling back to more precise options when accuracy breaks.
     Greedy,
+    /// Per-layer sensitivity measured once (each layer alone at the space's lowest width, the others
+    /// FP32), then the most sensitive layers kept at its highest width until the accuracy budget holds.
+    Sensitivity,
 }
 
 #[derive(Subcommand, Debug)]
@@ -87,7 +90,9 @@ enum Command {
         model and target, and pick the best strategy whose top-1 drop against FP32 stays within --max-drop, \
         with the reason and the Pareto front over accuracy, latency and size. grid runs every candidate, \
         random a seeded sample, greedy starts from the cheapest candidates and falls back to more precise \
-        ones when the accuracy budget breaks, then keeps looking for faster or smaller ones. Every trial is \
+        ones when the accuracy budget breaks, then keeps looking for faster or smaller ones; sensitivity \
+        measures each layer alone at the space's lowest bit width (the others FP32) and keeps the most \
+        sensitive layers at its highest width until the budget holds. Every trial is \
         appended to results/<suite>/<run-id>.csv as it ends; trials already in the suite's results folder \
         (an interrupted search included) are reused, not measured again (--fresh measures everything). A \
         strategy slower than FP32 on its target is flagged and never chosen for latency. With --from, \
@@ -128,6 +133,14 @@ enum Command {
         /// Choose among the rows of these results CSVs instead of running.
         #[arg(long, num_args = 1..)]
         from: Vec<PathBuf>,
+        /// Write the chosen strategy as a suite fragment: a [space] (with its per-layer map) that expands
+        /// to exactly that strategy, for a suite (a nightly one) to pin. Needs one model and one target.
+        #[arg(long, value_name = "FILE.toml")]
+        save_strategy: Option<PathBuf>,
+        /// Save the chosen quantized model as a loadable .qhq artifact (`harness infer` runs it). Needs one
+        /// model and one target.
+        #[arg(long, value_name = "FILE.qhq")]
+        save_model: Option<PathBuf>,
         #[arg(long, default_value = "results")]
         results_dir: PathBuf,
         #[arg(long, short)]
@@ -184,6 +197,9 @@ enum Command {
     Quantize(harness::quant::artifact::QuantizeArgs),
     /// Run an ONNX model (FP32) or a `.qhq` quantized model on .npy inputs; write every output as .npy.
     Infer(harness::quant::artifact::InferArgs),
+    /// Show a model's ops, parameters, and what each quantization strategy quantizes or keeps in FP32 (and why),
+    /// with static mode's Q/DQ boundaries.
+    Inspect(harness::inspect::InspectArgs),
 }
 
 fn load_suite(path: Option<&Path>) -> Result<Suite, Error> {
@@ -209,6 +225,69 @@ fn run_suite(
             resume: !fresh,
         },
     )
+}
+
+/// Writes the choice of a one-(model, target) search as a strategy fragment and / or a `.qhq` model.
+fn save_choice(
+    session: &mut runner::Session<'_>,
+    results: &[search::SearchResult],
+    cfg: &search::engine::Config,
+    strategy_file: Option<&Path>,
+    model_file: Option<&Path>,
+) -> Result<(), Error> {
+    let [r] = results else {
+        return Err(Error::Usage(format!(
+            "--save-strategy and --save-model save one choice; this search made {}",
+            results.len()
+        )));
+    };
+    let Some(chosen) = r.chosen(cfg) else {
+        return Err(Error::Run(format!(
+            "nothing to save: no strategy for {} on {} keeps the top-1 drop within {}",
+            r.model, r.target, cfg.max_drop
+        )));
+    };
+    let write_err = |path: &Path, e: std::io::Error| {
+        Error::Run(format!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(path) = strategy_file {
+        let map = match chosen {
+            harness::quant::Strategy::Linear(l) => l.mixed.map(|id| session.mixed(id).clone()),
+            _ => None,
+        };
+        let header = format!(
+            "Chosen by `harness search --algorithm {} --objective {} --max-drop {}` for model `{}` on target `{}`\n(suite `{}`). Use this [space] as a suite's own to pin the choice.",
+            cfg.algorithm.name(),
+            match cfg.objective {
+                Objective::Latency => "latency",
+                Objective::Size => "size",
+            },
+            cfg.max_drop,
+            r.model,
+            r.target,
+            session.prepared().suite.name
+        );
+        let text = search::strategy_fragment(&chosen, map.as_ref(), &header);
+        std::fs::write(path, text).map_err(|e| write_err(path, e))?;
+        eprintln!("strategy: {} written to {}", chosen.name(), path.display());
+    }
+    if let Some(path) = model_file {
+        let q = session.quantized(r.m, r.t, &chosen).map_err(|e| match chosen {
+            harness::quant::Strategy::Fp32 => Error::Usage(format!(
+                "--save-model: the choice is FP32 (no quantized strategy keeps the budget): nothing to quantize ({e})"
+            )),
+            _ => e,
+        })?;
+        let bytes = q
+            .save(path)
+            .map_err(|e| Error::Run(format!("--save-model: {} ({})", e, chosen.name())))?;
+        eprintln!(
+            "model: {} written to {} ({bytes} bytes)",
+            chosen.name(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 pub fn run(cli: Cli) -> Result<(), Error> {
@@ -241,6 +320,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             json,
             fresh,
             from,
+            save_strategy,
+            save_model,
             results_dir,
             quiet,
         } => {
@@ -254,6 +335,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 return Err(Error::Usage(format!(
                     "--max-drop {d} is not a fraction in [0, 1] (0.005 is half a point)"
                 )));
+            }
+            let saving = save_strategy.is_some() || save_model.is_some();
+            if !from.is_empty() && saving {
+                return Err(Error::Usage(
+                    "--save-strategy and --save-model need a search, not --from".into(),
+                ));
             }
             if !from.is_empty() {
                 let mut rows = Vec::new();
@@ -289,6 +376,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     AlgorithmArg::Grid => search::engine::Algorithm::Grid,
                     AlgorithmArg::Random => search::engine::Algorithm::Random,
                     AlgorithmArg::Greedy => search::engine::Algorithm::Greedy,
+                    AlgorithmArg::Sensitivity => search::engine::Algorithm::Sensitivity,
                 },
                 objective: objective.unwrap_or(suite.search.objective),
                 max_drop: max_drop.unwrap_or(suite.search.max_accuracy_drop),
@@ -296,6 +384,14 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 deadline: None,
                 seed: suite.seed,
             };
+            if saving
+                && (model.is_none() && suite.models.len() != 1
+                    || target.is_none() && suite.targets.len() != 1)
+            {
+                return Err(Error::Usage(
+                    "--save-strategy and --save-model save one choice: name the model and the target with --model and --target".into(),
+                ));
+            }
             let prepared = Prepared::new(suite, !quiet)?;
             let cfg = search::engine::Config {
                 // The time budget starts once the data and models are loaded.
@@ -323,6 +419,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 print!("{}", search::render_search(&results, &cfg, run, reused));
             }
             eprintln!("results: {}", session.csv().display());
+            if saving {
+                save_choice(
+                    &mut session,
+                    &results,
+                    &cfg,
+                    save_strategy.as_deref(),
+                    save_model.as_deref(),
+                )?;
+            }
             Ok(())
         }
         Command::ExportSplit { suite, out } => {
@@ -361,6 +466,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Quantize(args) => harness::quant::artifact::quantize_command(&args),
         Command::Infer(args) => harness::quant::artifact::infer_command(&args),
+        Command::Inspect(args) => harness::inspect::command(&args),
         Command::Info => {
             println!("cpu:       {}", kernels::isa::cpu_model());
             println!("features:  {}", kernels::isa::cpu_features().join(" "));

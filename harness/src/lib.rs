@@ -5,6 +5,7 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod exec;
+pub mod inspect;
 pub mod ir;
 pub mod models;
 pub mod onnx;

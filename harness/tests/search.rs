@@ -313,3 +313,113 @@ scheme = ["symmetric", "affine"]"#;
         "{e}"
     );
 }
+
+/// `--algorithm sensitivity` where every layer at 2 bits breaks the budget: the per-layer sensitivities
+/// and the kept layers' reasons are in the JSON; `--save-strategy` writes a `[space]` that a suite pins
+/// (running it measures the same strategy again, with the same top-1); `--save-model` saves a uniform choice
+/// as a loadable `.qhq` and refuses a mixed one with a clear error.
+#[test]
+fn sensitivity_search_explains_its_map_and_the_choice_can_be_pinned_and_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("tiny.toml");
+    let space = r#"weight_bits = [8, 2]
+activations = ["static"]
+granularity = ["channel"]
+scheme = ["symmetric"]"#;
+    std::fs::write(&suite, suite_text("", space, 0)).unwrap();
+    let s = suite.to_str().unwrap();
+    let pin = dir.path().join("chosen.toml");
+    let model = dir.path().join("chosen.qhq");
+    let out = harness(
+        &[
+            "search",
+            "-q",
+            "--json",
+            "--algorithm",
+            "sensitivity",
+            "--objective",
+            "size",
+            "--max-drop",
+            "0.02",
+            "--save-strategy",
+            pin.to_str().unwrap(),
+            "--save-model",
+            model.to_str().unwrap(),
+            s,
+        ],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sens = v["sensitivity"].as_array().unwrap();
+    let layers: Vec<&str> = sens.iter().map(|x| x["layer"].as_str().unwrap()).collect();
+    assert_eq!(layers, vec!["Conv_1", "Conv_4", "Gemm_8", "Gemm_10"], "{v}");
+    assert!(
+        sens.iter()
+            .all(|x| x["output_error"].as_f64().unwrap() > 0.0)
+    );
+    let chosen = &v["chosen"];
+    assert!(chosen["top1_drop"].as_f64().unwrap() <= 0.02, "{v}");
+    let name = chosen["strategy"].as_str().unwrap().to_string();
+    assert!(name.contains("-mix.keep8."), "{v}");
+    let kept: Vec<&serde_json::Value> = chosen["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["precision"] == "8")
+        .collect();
+    assert!(!kept.is_empty(), "{v}");
+    assert!(
+        kept.iter().all(|l| l["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("kept at 8 bits: drop")),
+        "{v}"
+    );
+    assert!(chosen["layer_precision"].as_str().unwrap().contains("=8"));
+    // The artifact holds single-strategy models: a mixed choice is a clear error (after the strategy file).
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mixed-precision map"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!model.exists());
+
+    // A suite whose [space] is the saved fragment runs exactly FP32 and the chosen strategy, again.
+    let fragment = std::fs::read_to_string(&pin).unwrap();
+    assert!(fragment.contains("[[space.mixed]]"), "{fragment}");
+    let text = suite_text("", "", 0).replace("[space]\n", &fragment);
+    let pinned = dir.path().join("pinned.toml");
+    std::fs::write(&pinned, text).unwrap();
+    let run = harness(
+        &["run", "-q", "--fresh", pinned.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let last = csv_files(&dir.path().join("results/tiny")).pop().unwrap();
+    let rows = read_rows(&last).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r.strategy.as_str()).collect();
+    assert_eq!(names, vec!["fp32", name.as_str()]);
+    assert_eq!(rows[1].top1, chosen["top1"].as_f64().unwrap());
+
+    // A uniform choice saves as a loadable model.
+    let out = harness(
+        &[
+            "search",
+            "-q",
+            "--algorithm",
+            "grid",
+            "--objective",
+            "size",
+            "--max-drop",
+            "0.02",
+            "--save-model",
+            model.to_str().unwrap(),
+            s,
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let q = harness::quant::QuantizedModel::load(&model).unwrap();
+    assert_eq!(q.strategy().name(), "w8-static-channel-sym-minmax");
+}

@@ -1,10 +1,38 @@
 //! Quantization of a graph: calibration statistics from FP32 runs, the quantized model (packed int8 weights,
 //! requantization parameters, which values stay integer between layers), its executor and its serialized form.
 //!
-//! Rules (first slice): Conv (group 1), Gemm (constant B, no transA) and MatMul (constant 2-D B) become
-//! quantized linear layers; a Relu that is the only consumer of such a layer's output is fused into it.
-//! In static mode MaxPool, Relu, Flatten and Reshape run directly on u8 values (they commute with the affine
-//! map), so values stay integer from the first quantized layer to the graph output. Everything else runs in f32.
+//! # Rules
+//!
+//! `harness inspect MODEL [--strategy NAME]` prints what these rules decide for a model, layer by layer
+//! ([`model::float_reason`] is the one place the builder and `inspect` ask).
+//!
+//! **Which ops are quantized.** Conv (any group, including depthwise), Gemm (constant B, no transA, C absent or
+//! a constant per-column bias) and MatMul (constant 2-D B) become quantized linear layers: int8 (or 2..7-bit)
+//! weights, s32 accumulation. Every other op the FP32 executor supports runs in f32 inside the quantized model
+//! (its u8 inputs dequantized, NHWC images turned back into NCHW, then [`crate::exec::eval::eval_op`]); so do
+//! MatMuls of two activations, a Gemm with transA or a full `[m, n]` C, and layers with weights computed at
+//! run time. A Relu that is a quantized layer's only consumer is fused into it.
+//!
+//! **Per strategy family.** Static, dynamic and weight-only activations quantize the same layers, with two
+//! exceptions for grouped convolutions (group > 1), which stay in FP32 under row-group (k) granularity
+//! (`group<g>`) and under the 16-bit float formats (fp16 / bf16, and FP32 layers of a mixed-precision map run
+//! as float nodes). Refinements (GPTQ, AdaRound, bias correction, QAT) gather their statistics for group-1
+//! layers; grouped convolutions fall back to round-to-nearest weights.
+//!
+//! **Grouped convolutions.** The `[k, n]` weights hold one group's inputs per column (`k = c_in / group * kh *
+//! kw`) and are packed per group (`n / group` columns each). Static mode lowers each group with an im2col over
+//! its channel slice of the NHWC input and runs the fused `gemm_u8i8_requant` kernel writing the group's output
+//! columns (`ldo = c_out`); depthwise layers (one input and one output channel per group) run a direct loop
+//! over taps and channels ([`kernels::frame::nhwc::depthwise_nhwc_acc`], weight zero points folded into the
+//! weights) and the same requantization epilogue, bit for bit what the per-group GEMMs give. Dynamic and
+//! weight-only modes run one GEMM per image and group on NCHW im2col.
+//!
+//! **Q / DQ boundaries (static mode).** A quantized layer's output is u8 with its calibrated parameters (NHWC
+//! for convolutions). MaxPool, Relu, Flatten and Reshape run directly on u8 values (they commute with the
+//! affine map; MaxPool and Relu keep NHWC), so values stay integer through them. A quantized layer whose input
+//! is f32 quantizes it with the input's calibrated parameters (Q); any other op reading a u8 value dequantizes
+//! it (DQ), as does a graph output. Dynamic mode quantizes each layer's f32 input per run (range of the
+//! tensor) and returns f32; weight-only layers take and return f32.
 
 pub mod artifact;
 pub mod calibrate;

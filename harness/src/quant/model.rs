@@ -10,10 +10,11 @@
 //! stay NHWC through ReLU and MaxPool; a Flatten that feeds a quantized Gemm keeps the NHWC order and that Gemm's
 //! weight rows are permuted to match at build time. Any other consumer gets the value back in NCHW.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use kernels::frame::conv::{Conv2dGeom, im2col};
-use kernels::frame::nhwc::{im2col_nhwc, max_pool_nhwc};
+use kernels::frame::nhwc::{depthwise_nhwc_acc, im2col_nhwc_slice, max_pool_nhwc};
 use kernels::frame::quantize::{dequantize_u8, min_max, quantize_u8};
 use kernels::frame::requant::{
     col_sums_i8, compensate_zero_points, dequantize_acc_f32, row_sums_u8,
@@ -36,6 +37,7 @@ use super::strategy::{
     ActMode, Calibration, FloatFormat, LayerPrecision, LinearStrategy, MixedPrecision, Quantizer,
     Refinement, Strategy, WeightRange,
 };
+use crate::exec::eval::eval_op;
 use crate::exec::ops;
 use crate::ir::{ConvAttrs, Graph, Node, Op, Tensor, ValueInfo};
 
@@ -48,6 +50,8 @@ const IM2COL_BLOCK_BYTES: usize = 256 * 1024;
 #[derive(Default)]
 struct Scratch {
     cols: Vec<u8>,
+    /// Depthwise accumulators.
+    acc: Vec<i32>,
 }
 
 thread_local! {
@@ -116,10 +120,22 @@ impl Value {
     }
 
     fn to_tensor(&self) -> Result<Tensor, QuantError> {
+        self.clone().into_tensor()
+    }
+
+    /// The value as the FP32 executor's tensor: u8 dequantized (NHWC back to NCHW), f32 and i64 moved.
+    fn into_tensor(self) -> Result<Tensor, QuantError> {
         Ok(match self {
-            Value::I64(a) => Tensor::I64(a.clone()),
-            other => Tensor::F32(other.clone().into_f32()?),
+            Value::I64(a) => Tensor::I64(a),
+            other => Tensor::F32(other.into_f32()?),
         })
+    }
+
+    fn from_tensor(t: Tensor) -> Value {
+        match t {
+            Tensor::F32(a) => Value::F32(a),
+            Tensor::I64(a) => Value::I64(a),
+        }
     }
 }
 
@@ -169,7 +185,8 @@ struct Grouped {
 
 #[derive(Clone, Debug)]
 pub(crate) enum LinearShape {
-    /// 2-D convolution, group 1; `c_out = n`; weight rows ordered `(c, ky, kx)`, NCHW activations.
+    /// 2-D convolution; `c_out = n`; weight rows ordered `(c, ky, kx)` over one group's `c_in / group` input
+    /// channels (`k = c_in / group * kh * kw`), columns in groups of `n / group`; NCHW activations.
     Conv(ConvAttrs),
     /// The same with weight rows ordered `(ky, kx, c)` for NHWC activations (static mode).
     ConvNhwc(ConvAttrs),
@@ -204,7 +221,11 @@ pub(crate) struct QLinear {
     /// f32 weights of a layer a mixed-precision map leaves in FP32.
     full: Option<PackedB<f32>>,
     pub(crate) params: QParams,
-    packed: PackedB<i8>,
+    /// One packing per convolution group (its `n / group` columns); one for every other layer.
+    packed: Vec<PackedB<i8>>,
+    /// Depthwise static layers (one input channel per output channel): the weights `[taps, c]` minus their zero
+    /// points, for the direct loop ([`depthwise_nhwc_acc`]) that replaces one GEMM per channel.
+    depthwise: Option<Vec<i32>>,
     col_sums: Vec<i32>,
     pub(crate) bias: Option<Vec<f32>>,
     relu: bool,
@@ -434,12 +455,8 @@ fn linear_from_parts(
         half: None,
         full: None,
         params: p.params,
-        packed: PackedB {
-            k,
-            n,
-            data: Vec::new(),
-            kernel: "none",
-        },
+        packed: Vec::new(),
+        depthwise: None,
         col_sums: Vec::new(),
         bias: p.bias,
         relu: p.relu,
@@ -477,14 +494,22 @@ fn linear_from_parts(
         LayerMode::Dynamic => LinearMode::Dynamic,
         _ => LinearMode::WeightOnly,
     };
+    let groups = conv_groups(&lin.shape);
+    if groups == 0 || n % groups != 0 {
+        return Err(bad(format!("{n} output channels in {groups} groups")));
+    }
+    if groups > 1 && matches!(lin.params.granularity, Granularity::PerGroup(_)) {
+        return Err(bad(
+            "per-group weights of a grouped convolution are not supported".into(),
+        ));
+    }
     let weights = lin.int8_weights()?;
     let flat: Vec<i8> = weights.iter().copied().collect();
-    lin.packed = match act {
-        ActMode::WeightOnly => kernels.gemm_f32_w8.pack_b(&flat, k, n),
-        ActMode::Static => kernels.gemm_u8i8_requant.pack_b(&flat, k, n),
-        ActMode::Dynamic => kernels.gemm_u8i8.pack_b(&flat, k, n),
-    };
+    lin.packed = pack_conv_groups(&flat, k, n, groups, act, kernels);
     lin.col_sums = col_sums_i8(&flat, k, n);
+    if act == ActMode::Static {
+        lin.depthwise = depthwise_weights(&lin.shape, &flat, k, n, &lin.params);
+    }
     if let Granularity::PerGroup(g) = lin.params.granularity {
         let layer = LinearStrategy {
             weight_bits: lin.code_bits,
@@ -558,6 +583,28 @@ pub struct QuantizedModel {
     /// Constants the remaining float nodes read (reshape targets, biases of float nodes).
     pub(crate) constants: HashMap<String, Tensor>,
     kernels: KernelSet,
+    /// How many times the steps read each value (graph outputs once more): the executor frees a value after
+    /// its last read.
+    uses: HashMap<String, usize>,
+}
+
+/// Reads per value over `steps`, plus one for each graph output (see [`QuantizedModel::uses`]).
+fn count_uses(steps: &[Step], outputs: &[String]) -> HashMap<String, usize> {
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    let mut add = |name: &str| *uses.entry(name.to_owned()).or_insert(0) += 1;
+    for step in steps {
+        match step {
+            Step::Linear(l) => add(&l.input),
+            Step::FlattenNhwc { input, .. } => add(input),
+            Step::Node(n) => n
+                .inputs
+                .iter()
+                .filter(|i| !i.is_empty())
+                .for_each(|i| add(i)),
+        }
+    }
+    outputs.iter().for_each(|o| add(o));
+    uses
 }
 
 impl QuantizedModel {
@@ -765,11 +812,13 @@ impl QuantizedModel {
                 (name, t)
             })
             .collect();
+        let outputs: Vec<String> = graph.outputs.iter().map(|v| v.name.clone()).collect();
         Ok(QuantizedModel {
             strategy,
             float,
             signature: Signature::of(graph),
-            outputs: graph.outputs.iter().map(|v| v.name.clone()).collect(),
+            uses: count_uses(&steps, &outputs),
+            outputs,
             steps,
             constants,
             kernels,
@@ -796,6 +845,9 @@ impl QuantizedModel {
                     LinearMode::WeightOnly => names.insert(self.kernels.gemm_f32_w8.name()),
                     LinearMode::Dynamic | LinearMode::StaticGrouped { .. } => {
                         names.insert(self.kernels.gemm_u8i8.name())
+                    }
+                    LinearMode::Static { .. } if l.depthwise.is_some() => {
+                        names.insert(self.kernels.requant_u8.name())
                     }
                     LinearMode::Static { .. } => {
                         names.insert(self.kernels.gemm_u8i8_requant.name())
@@ -868,10 +920,12 @@ impl QuantizedModel {
                 })
             })
             .collect::<Result<Vec<_>, QuantError>>()?;
+        let outputs: Vec<String> = signature.outputs.iter().map(|v| v.name.clone()).collect();
         Ok(QuantizedModel {
             strategy,
             float,
-            outputs: signature.outputs.iter().map(|v| v.name.clone()).collect(),
+            uses: count_uses(&steps, &outputs),
+            outputs,
             signature,
             steps,
             constants,
@@ -882,24 +936,34 @@ impl QuantizedModel {
     /// Runs the model; returns the graph outputs (as f32 / i64 tensors) in graph order.
     pub fn run(&self, inputs: &[(&str, ArrayD<f32>)]) -> Result<Vec<(String, Tensor)>, QuantError> {
         let mut values: HashMap<String, Value> = HashMap::new();
-        for (name, t) in &self.constants {
-            values.insert(
-                name.clone(),
-                match t {
-                    Tensor::F32(a) => Value::F32(a.clone()),
-                    Tensor::I64(a) => Value::I64(a.clone()),
-                },
-            );
-        }
         for (name, a) in inputs {
             values.insert(name.to_string(), Value::F32(a.clone()));
         }
+        // Reads left per value: a value is moved out (and freed) by its last reader, cloned before that.
+        let mut left = self.uses.clone();
+        let mut last_use = |name: &str| match left.get_mut(name) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => false,
+        };
         for step in &self.steps {
             match step {
                 Step::Linear(l) => {
-                    let x = values
-                        .remove(&l.input)
-                        .ok_or_else(|| QuantError::MissingValue(l.input.clone()))?;
+                    let x = if last_use(&l.input) {
+                        values.remove(&l.input)
+                    } else {
+                        values.get(&l.input).cloned()
+                    };
+                    let x = match x {
+                        Some(x) => x,
+                        None => self
+                            .constants
+                            .get(&l.input)
+                            .map(|t| Value::from_tensor(t.clone()))
+                            .ok_or_else(|| QuantError::MissingValue(l.input.clone()))?,
+                    };
                     let y = self.run_linear(l, x)?;
                     values.insert(l.output.clone(), y);
                 }
@@ -913,11 +977,42 @@ impl QuantizedModel {
                             }
                         }
                     }
-                    let y = run_node(node, &values)?;
+                    // Inputs read for the last time are moved; a value the node reads twice is borrowed.
+                    let mut owned: Vec<Option<Value>> = Vec::with_capacity(node.inputs.len());
+                    for name in &node.inputs {
+                        let once = node.inputs.iter().filter(|n| *n == name).count() == 1;
+                        let take = !name.is_empty() && last_use(name) && once;
+                        owned.push(if take { values.remove(name) } else { None });
+                    }
+                    let args =
+                        node.inputs
+                            .iter()
+                            .zip(owned)
+                            .map(|(name, own)| {
+                                if name.is_empty() {
+                                    return Ok(None);
+                                }
+                                Ok(Some(match own {
+                                    Some(v) => Arg::Value(Cow::Owned(v)),
+                                    None => match values.get(name) {
+                                        Some(v) => Arg::Value(Cow::Borrowed(v)),
+                                        None => Arg::Const(self.constants.get(name).ok_or_else(
+                                            || QuantError::MissingValue(name.clone()),
+                                        )?),
+                                    },
+                                }))
+                            })
+                            .collect::<Result<Vec<_>, QuantError>>()?;
+                    let y = run_node(node, args, self.kernels.gemm_f32)?;
                     values.insert(node.outputs[0].clone(), y);
                 }
                 Step::FlattenNhwc { input, output } => {
-                    let y = match values.remove(input) {
+                    let x = if last_use(input) {
+                        values.remove(input)
+                    } else {
+                        values.get(input).cloned()
+                    };
+                    let y = match x {
                         Some(Value::U8Nhwc(q, p)) => {
                             let n = q.shape()[0];
                             let rest = q.len() / n.max(1);
@@ -963,7 +1058,7 @@ impl QuantizedModel {
         match &l.mode {
             LinearMode::Float(format) => {
                 let x = x.into_f32()?;
-                let y = run_lowered(l, x.view(), 0.0f32, |m, a, c| {
+                let y = run_lowered(l, x.view(), 0.0f32, |_, m, a, c| {
                     match (format, &l.half, &l.full) {
                         (FloatFormat::Fp16, Some(half), _) => {
                             self.kernels.gemm_f16w.gemm(m, a, l.k, half, c, l.n)
@@ -982,11 +1077,15 @@ impl QuantizedModel {
             }
             LinearMode::WeightOnly => {
                 let x = x.into_f32()?;
-                let zps = &l.params.zero_points;
                 let gemm = self.kernels.gemm_f32_w8;
-                let y = run_lowered(l, x.view(), 0.0f32, |m, a, c| {
-                    gemm.gemm(m, a, l.k, &l.packed, &l.params.scales, zps, c, l.n);
-                    add_bias_relu(c, l.n, l.bias.as_deref(), l.relu);
+                let ng = l.n / l.packed.len();
+                let y = run_lowered(l, x.view(), 0.0f32, |gi, m, a, c| {
+                    let cols = gi * ng..(gi + 1) * ng;
+                    let scales = columns(&l.params.scales, cols.clone());
+                    let zps = columns(&l.params.zero_points, cols.clone());
+                    gemm.gemm(m, a, l.k, &l.packed[gi], scales, zps, c, ng);
+                    let bias = l.bias.as_deref().map(|b| &b[cols]);
+                    add_bias_relu(c, ng, bias, l.relu);
                 })?;
                 Ok(Value::F32(y))
             }
@@ -1000,33 +1099,40 @@ impl QuantizedModel {
                 let q = ArrayD::from_shape_vec(x.raw_dim(), q).expect("same length");
                 let gemm = self.kernels.gemm_u8i8;
                 let mut acc = Vec::new();
-                let y = run_lowered(l, q.view(), p.zero_point as u8, |m, a, c: &mut [f32]| {
-                    acc.resize(m * l.n, 0);
-                    gemm.gemm(m, a, l.k, &l.packed, &mut acc, l.n);
-                    let row_sums = row_sums_u8(a, m, l.k, l.k);
-                    compensate_zero_points(
-                        &mut acc,
-                        m,
-                        l.n,
-                        l.n,
-                        l.k,
-                        &row_sums,
-                        p.zero_point,
-                        &l.col_sums,
-                        &l.params.zero_points,
-                    );
-                    dequantize_acc_f32(
-                        &acc,
-                        m,
-                        l.n,
-                        l.n,
-                        p.scale,
-                        &l.params.scales,
-                        l.bias.as_deref(),
-                        l.relu,
-                        c,
-                    );
-                })?;
+                let ng = l.n / l.packed.len();
+                let y = run_lowered(
+                    l,
+                    q.view(),
+                    p.zero_point as u8,
+                    |gi, m, a, c: &mut [f32]| {
+                        let cols = gi * ng..(gi + 1) * ng;
+                        acc.resize(m * ng, 0);
+                        gemm.gemm(m, a, l.k, &l.packed[gi], &mut acc, ng);
+                        let row_sums = row_sums_u8(a, m, l.k, l.k);
+                        compensate_zero_points(
+                            &mut acc,
+                            m,
+                            ng,
+                            ng,
+                            l.k,
+                            &row_sums,
+                            p.zero_point,
+                            &l.col_sums[cols.clone()],
+                            columns(&l.params.zero_points, cols.clone()),
+                        );
+                        dequantize_acc_f32(
+                            &acc,
+                            m,
+                            ng,
+                            ng,
+                            p.scale,
+                            columns(&l.params.scales, cols.clone()),
+                            l.bias.as_deref().map(|b| &b[cols]),
+                            l.relu,
+                            c,
+                        );
+                    },
+                )?;
                 Ok(Value::F32(y))
             }
             LinearMode::Static { input, output, .. }
@@ -1035,8 +1141,13 @@ impl QuantizedModel {
                 let q = to_static_input(x, *input, nhwc)?;
                 let shape = q.shape().to_vec();
                 let data = contiguous(&q);
-                // `rows of A -> u8 rows of the output`: the whole static layer, epilogue included, in one kernel.
-                let run = |m: usize, a: &[u8], out: &mut [u8]| match (&l.mode, &l.grouped) {
+                let groups = l.packed.len().max(1);
+                let ng = l.n / groups;
+                // `rows of A -> u8 rows of the output` for convolution group `gi` (its `ng` columns, written with
+                // leading dimension `ldo`): the whole static layer, epilogue included, in one kernel.
+                let run = |gi: usize, m: usize, a: &[u8], out: &mut [u8], ldo: usize| match (
+                    &l.mode, &l.grouped,
+                ) {
                     (
                         LinearMode::Static {
                             offset,
@@ -1046,17 +1157,25 @@ impl QuantizedModel {
                         },
                         None,
                     ) => {
+                        let cols = gi * ng..(gi + 1) * ng;
                         let row_sums = b_zps.as_ref().map(|_| row_sums_u8(a, m, l.k, l.k));
+                        let b_zps = b_zps.as_deref().map(|z| &z[cols.clone()]);
                         let rq = Requant {
-                            offset,
-                            zero_point_rows: b_zps.as_deref().zip(row_sums.as_deref()),
-                            mult,
+                            offset: &offset[cols.clone()],
+                            zero_point_rows: b_zps.zip(row_sums.as_deref()),
+                            mult: &mult[cols],
                             out_zp: output.zero_point,
                             relu: l.relu,
                         };
-                        self.kernels
-                            .gemm_u8i8_requant
-                            .gemm_requant(m, a, l.k, &l.packed, &rq, out, l.n);
+                        self.kernels.gemm_u8i8_requant.gemm_requant(
+                            m,
+                            a,
+                            l.k,
+                            &l.packed[gi],
+                            &rq,
+                            out,
+                            ldo,
+                        );
                     }
                     (_, Some(gr)) => {
                         let mut c = vec![0f32; m * l.n];
@@ -1070,8 +1189,8 @@ impl QuantizedModel {
                         let &[batch, h, w, c_in] = shape.as_slice() else {
                             return Err(self.shape_error(l, &shape, "is not a 4-D image batch"));
                         };
-                        let g = geometry(attrs, c_in, h, w);
-                        if g.k() != l.k {
+                        let g = geometry(attrs, c_in / groups, h, w);
+                        if c_in % groups != 0 || g.k() != l.k {
                             return Err(self.shape_error(
                                 l,
                                 &shape,
@@ -1087,17 +1206,56 @@ impl QuantizedModel {
                             .min(batch.div_ceil(threads).max(1));
                         let mut out = vec![0u8; batch * pixels * l.n];
                         let image = h * w * c_in;
+                        let pad = input.zero_point as u8;
                         let lower = |b0: usize, dst: &mut [u8]| {
                             let images = dst.len() / (pixels * l.n).max(1);
+                            let rows = images * pixels;
                             let src = &data[b0 * image..(b0 + images) * image];
+                            if let (Some(dw), LinearMode::Static { offset, mult, .. }) =
+                                (&l.depthwise, &l.mode)
+                            {
+                                // Depthwise: a direct loop over taps and channels, then the same epilogue.
+                                let mut acc =
+                                    SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().acc));
+                                if acc.len() < rows * l.n {
+                                    acc.resize(rows * l.n, 0);
+                                }
+                                let acc_block = &mut acc[..rows * l.n];
+                                let gd = geometry(attrs, c_in, h, w);
+                                depthwise_nhwc_acc(src, images, &gd, dw, pad, acc_block);
+                                self.kernels.requant_u8.requantize(
+                                    acc_block,
+                                    rows,
+                                    l.n,
+                                    l.n,
+                                    offset,
+                                    None,
+                                    mult,
+                                    output.zero_point,
+                                    l.relu,
+                                    dst,
+                                );
+                                SCRATCH.with(|s| s.borrow_mut().acc = acc);
+                                return;
+                            }
                             let mut cols =
                                 SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().cols));
-                            if cols.len() < images * pixels * l.k {
-                                cols.resize(images * pixels * l.k, 0);
+                            if cols.len() < rows * l.k {
+                                cols.resize(rows * l.k, 0);
                             }
-                            let cols_block = &mut cols[..images * pixels * l.k];
-                            im2col_nhwc(src, images, &g, input.zero_point as u8, cols_block);
-                            run(images * pixels, cols_block, dst);
+                            let cols_block = &mut cols[..rows * l.k];
+                            for gi in 0..groups {
+                                im2col_nhwc_slice(
+                                    src,
+                                    images,
+                                    &g,
+                                    c_in,
+                                    gi * g.c_in,
+                                    pad,
+                                    cols_block,
+                                );
+                                run(gi, rows, cols_block, &mut dst[gi * ng..], l.n);
+                            }
                             SCRATCH.with(|s| s.borrow_mut().cols = cols);
                         };
                         let block = chunk * pixels * l.n;
@@ -1122,7 +1280,7 @@ impl QuantizedModel {
                         }
                         let m = data.len() / l.k;
                         let mut out = vec![0u8; m * l.n];
-                        run(m, &data, &mut out);
+                        run(0, m, &data, &mut out, l.n);
                         let mut out_shape = shape.clone();
                         *out_shape.last_mut().expect("non-empty") = l.n;
                         (out, out_shape)
@@ -1144,15 +1302,17 @@ impl QuantizedModel {
         let x = x.into_f32()?;
         let (k, n) = (l.k, l.n);
         let y = match (&l.mode, &gr.w4) {
-            (LinearMode::WeightOnly, Some(w4)) => run_lowered(l, x.view(), 0.0f32, |m, a, c| {
-                self.kernels.gemm_w4.gemm(m, a, k, w4, c, n);
-                add_bias_relu(c, n, l.bias.as_deref(), l.relu);
-            })?,
-            (LinearMode::Dynamic, Some(w4)) => run_lowered(l, x.view(), 0.0f32, |m, a, c| {
+            (LinearMode::WeightOnly, Some(w4)) => {
+                run_lowered(l, x.view(), 0.0f32, |_, m, a, c| {
+                    self.kernels.gemm_w4.gemm(m, a, k, w4, c, n);
+                    add_bias_relu(c, n, l.bias.as_deref(), l.relu);
+                })?
+            }
+            (LinearMode::Dynamic, Some(w4)) => run_lowered(l, x.view(), 0.0f32, |_, m, a, c| {
                 self.kernels.gemm_w4.gemm_dyn_i8(m, a, k, w4, c, n);
                 add_bias_relu(c, n, l.bias.as_deref(), l.relu);
             })?,
-            (LinearMode::WeightOnly, None) => run_lowered(l, x.view(), 0.0f32, |m, a, c| {
+            (LinearMode::WeightOnly, None) => run_lowered(l, x.view(), 0.0f32, |_, m, a, c| {
                 let mut part = vec![0f32; m * n];
                 c[..m * n].fill(0.0);
                 for (gi, (packed, _)) in gr.slices.iter().enumerate() {
@@ -1181,7 +1341,7 @@ impl QuantizedModel {
                 let mut q = vec![0u8; data.len()];
                 quantize_u8(&data, p.scale, p.zero_point, &mut q);
                 let q = ArrayD::from_shape_vec(x.raw_dim(), q).expect("same length");
-                run_lowered(l, q.view(), p.zero_point as u8, |m, a, c: &mut [f32]| {
+                run_lowered(l, q.view(), p.zero_point as u8, |_, m, a, c: &mut [f32]| {
                     self.grouped_u8(l, gr, m, a, p, c)
                 })?
             }
@@ -1291,8 +1451,9 @@ fn add_bias_relu(c: &mut [f32], n: usize, bias: Option<&[f32]>, relu: bool) {
     }
 }
 
-/// Lowers a linear layer to GEMMs: per image through im2col for Conv (output written back as NCHW), or one
-/// GEMM over all leading dimensions for Dense. `gemm(m, a, c)` computes `c[m, n]` from `a[m, k]`.
+/// Lowers a linear layer to GEMMs: per image and convolution group through im2col for Conv (output written back
+/// as NCHW), or one GEMM over all leading dimensions for Dense. `gemm(group, m, a, c)` computes the group's
+/// `c[m, n / groups]` from `a[m, k]` (group 0 and all `n` columns for every layer but a grouped Conv).
 fn run_lowered<T, U, F>(
     l: &QLinear,
     x: ArrayViewD<T>,
@@ -1302,7 +1463,7 @@ fn run_lowered<T, U, F>(
 where
     T: Copy + Default,
     U: Copy + Default,
-    F: FnMut(usize, &[T], &mut [U]),
+    F: FnMut(usize, usize, &[T], &mut [U]),
 {
     let shape = x.shape().to_vec();
     let bad_shape = |what: &str| QuantError::Node {
@@ -1320,7 +1481,7 @@ where
             }
             let m = data.len() / k;
             let mut out = vec![U::default(); m * l.n];
-            gemm(m, data, &mut out);
+            gemm(0, m, data, &mut out);
             let mut out_shape = shape.clone();
             *out_shape.last_mut().expect("non-empty") = l.n;
             Ok(ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches"))
@@ -1333,27 +1494,33 @@ where
                 return Err(bad_shape("is not NCHW"));
             }
             let (batch, c_in, h, w) = (shape[0], shape[1], shape[2], shape[3]);
-            let g = geometry(attrs, c_in, h, w);
-            if g.k() != l.k {
+            let groups = attrs.group.max(1);
+            let g = geometry(attrs, c_in / groups, h, w);
+            if c_in % groups != 0 || g.k() != l.k {
                 return Err(bad_shape(&format!(
-                    "has {c_in} channels; the weights expect {}",
-                    l.k / (g.kh * g.kw)
+                    "has {c_in} channels; the weights expect {} in {groups} group(s)",
+                    l.k / (g.kh * g.kw) * groups
                 )));
             }
             let (oh, ow) = (g.out_h(), g.out_w());
             let m = oh * ow;
+            let ng = l.n / groups;
             let mut cols = vec![T::default(); m * l.k];
-            let mut tile = vec![U::default(); m * l.n];
+            let mut tile = vec![U::default(); m * ng];
             let mut out = vec![U::default(); batch * l.n * m];
             let image = c_in * h * w;
+            let part = g.c_in * h * w;
             for b in 0..batch {
-                im2col(&data[b * image..(b + 1) * image], &g, pad, &mut cols);
-                gemm(m, &cols, &mut tile);
-                // [m, n] -> [n, m] (NCHW).
-                let dst = &mut out[b * l.n * m..(b + 1) * l.n * m];
-                for (p, row) in tile.chunks_exact(l.n).enumerate() {
-                    for (c, &v) in row.iter().enumerate() {
-                        dst[c * m + p] = v;
+                for gi in 0..groups {
+                    let src = &data[b * image + gi * part..b * image + (gi + 1) * part];
+                    im2col(src, &g, pad, &mut cols);
+                    gemm(gi, m, &cols, &mut tile);
+                    // [m, ng] -> the group's channels of [n, m] (NCHW).
+                    let dst = &mut out[(b * l.n + gi * ng) * m..(b * l.n + (gi + 1) * ng) * m];
+                    for (p, row) in tile.chunks_exact(ng).enumerate() {
+                        for (c, &v) in row.iter().enumerate() {
+                            dst[c * m + p] = v;
+                        }
                     }
                 }
             }
@@ -1362,75 +1529,86 @@ where
     }
 }
 
-/// Runs an unquantized node. Shape-only ops and MaxPool / Relu keep u8 values in u8.
-fn run_node(node: &Node, values: &HashMap<String, Value>) -> Result<Value, QuantError> {
-    let get = |i: usize| {
-        values
-            .get(&node.inputs[i])
-            .ok_or_else(|| QuantError::MissingValue(node.inputs[i].clone()))
-    };
+/// An input of an unquantized node: a runtime value (moved on its last use) or a model constant.
+enum Arg<'a> {
+    Value(Cow<'a, Value>),
+    Const(&'a Tensor),
+}
+
+/// Runs an unquantized node. Relu, MaxPool, Flatten and Reshape keep u8 values in u8 (they commute with the
+/// affine map; Relu and MaxPool also keep NHWC); every other op runs on the FP32 executor's [`eval_op`], its
+/// u8 inputs dequantized (NCHW, as the caller converted them) and its output f32 or i64.
+fn run_node(
+    node: &Node,
+    args: Vec<Option<Arg<'_>>>,
+    gemm: &dyn kernels::GemmF32,
+) -> Result<Value, QuantError> {
     let node_err = |message: String| QuantError::Node {
         node: node.name.clone(),
         op: node.op.op_type(),
         message,
     };
-    let x = get(0)?;
-    if let Value::U8Nhwc(q, p) = x {
-        match &node.op {
-            Op::Relu => {
-                let zp = p.zero_point.clamp(0, 255) as u8;
-                return Ok(Value::U8Nhwc(q.mapv(|v| v.max(zp)), *p));
-            }
-            Op::MaxPool(attrs) => {
-                return max_pool_u8_nhwc(q, attrs)
-                    .map(|y| Value::U8Nhwc(y, *p))
-                    .map_err(node_err);
-            }
-            _ => {
-                return Err(node_err(
-                    "an NHWC value reached an op that needs the graph layout".into(),
-                ));
-            }
-        }
+    if let Some(Some(Arg::Value(x))) = args.first()
+        && let Some(y) = run_node_u8(node, x, args.get(1).and_then(Option::as_ref))
+    {
+        return y.map_err(node_err);
     }
-    Ok(match (&node.op, x) {
-        (Op::Relu, Value::F32(a)) => Value::F32(a.mapv(|v| v.max(0.0))),
-        (Op::Relu, Value::U8(q, p)) => {
+    let tensors = args
+        .into_iter()
+        .map(|a| {
+            Ok(match a {
+                None => None,
+                Some(Arg::Const(t)) => Some(Cow::Borrowed(t)),
+                Some(Arg::Value(v)) => Some(Cow::Owned(v.into_owned().into_tensor()?)),
+            })
+        })
+        .collect::<Result<Vec<Option<Cow<'_, Tensor>>>, QuantError>>()?;
+    let refs: Vec<Option<&Tensor>> = tensors.iter().map(|t| t.as_deref()).collect();
+    let y = eval_op(&node.op, &refs, gemm).map_err(|e| node_err(e.to_string()))?;
+    Ok(Value::from_tensor(y))
+}
+
+/// The u8 paths of [`run_node`]: `Some` when `x` is u8 and the op keeps it u8.
+fn run_node_u8(node: &Node, x: &Value, second: Option<&Arg<'_>>) -> Option<Result<Value, String>> {
+    let (q, p, nhwc) = match x {
+        Value::U8(q, p) => (q, *p, false),
+        Value::U8Nhwc(q, p) => (q, *p, true),
+        _ => return None,
+    };
+    let wrap = |y: ArrayD<u8>| {
+        if nhwc {
+            Value::U8Nhwc(y, p)
+        } else {
+            Value::U8(y, p)
+        }
+    };
+    Some(match &node.op {
+        Op::Relu => {
             let zp = p.zero_point.clamp(0, 255) as u8;
-            Value::U8(q.mapv(|v| v.max(zp)), *p)
+            Ok(wrap(q.mapv(|v| v.max(zp))))
         }
-        (Op::MaxPool(attrs), Value::F32(a)) => {
-            Value::F32(ops::max_pool2d(a.view(), attrs).map_err(|e| node_err(e.to_string()))?)
-        }
-        (Op::MaxPool(attrs), Value::U8(q, p)) => Value::U8(
-            ops::max_pool2d(q.view(), attrs).map_err(|e| node_err(e.to_string()))?,
-            *p,
-        ),
-        (Op::Flatten { axis }, v) => {
-            let shape =
-                ops::flatten_shape(value_shape(v), *axis).map_err(|e| node_err(e.to_string()))?;
-            reshape_value(v, &shape).map_err(node_err)?
-        }
-        (Op::Reshape { allowzero }, v) => {
-            let target = match get(1)? {
-                Value::I64(t) => t.iter().copied().collect::<Vec<_>>(),
-                _ => return Err(node_err("the shape input is not an i64 tensor".into())),
+        Op::MaxPool(attrs) if nhwc => max_pool_u8_nhwc(q, attrs).map(wrap),
+        Op::MaxPool(attrs) => ops::max_pool2d(q.view(), attrs)
+            .map(wrap)
+            .map_err(|e| e.to_string()),
+        _ if nhwc => return None,
+        Op::Flatten { axis } => ops::flatten_shape(q.shape(), *axis)
+            .map_err(|e| e.to_string())
+            .and_then(|shape| reshape_value(x, &shape)),
+        Op::Reshape { allowzero } => {
+            let target: Vec<i64> = match second {
+                Some(Arg::Value(v)) => match v.as_ref() {
+                    Value::I64(t) => t.iter().copied().collect(),
+                    _ => return Some(Err("the shape input is not an i64 tensor".into())),
+                },
+                Some(Arg::Const(Tensor::I64(t))) => t.iter().copied().collect(),
+                _ => return Some(Err("the shape input is not an i64 tensor".into())),
             };
-            let shape = ops::reshape_shape(value_shape(v), &target, *allowzero)
-                .map_err(|e| node_err(e.to_string()))?;
-            reshape_value(v, &shape).map_err(node_err)?
+            ops::reshape_shape(q.shape(), &target, *allowzero)
+                .map_err(|e| e.to_string())
+                .and_then(|shape| reshape_value(x, &shape))
         }
-        (Op::Add, _) => {
-            let a = x.clone().into_f32()?;
-            let b = get(1)?.clone().into_f32()?;
-            Value::F32(ops::broadcast_add(a.view(), b.view()).map_err(|e| node_err(e.to_string()))?)
-        }
-        (op, _) => {
-            return Err(node_err(format!(
-                "{} cannot run in a quantized model yet (only Conv with group 1, Gemm and MatMul with constant weights are quantized)",
-                op.op_type()
-            )));
-        }
+        _ => return None,
     })
 }
 
@@ -1477,14 +1655,6 @@ fn max_pool_u8_nhwc(q: &ArrayD<u8>, attrs: &crate::ir::PoolAttrs) -> Result<Arra
     let mut out = vec![0u8; n * oh * ow * c];
     max_pool_nhwc(&contiguous(q), n, h, w, c, &rows, &cols, (dh, dw), &mut out);
     Ok(ArrayD::from_shape_vec(IxDyn(&[n, oh, ow, c]), out).expect("shape matches"))
-}
-
-fn value_shape(v: &Value) -> &[usize] {
-    match v {
-        Value::F32(a) => a.shape(),
-        Value::U8(a, _) | Value::U8Nhwc(a, _) => a.shape(),
-        Value::I64(a) => a.shape(),
-    }
 }
 
 fn reshape_value(v: &Value, shape: &[usize]) -> Result<Value, String> {
@@ -1606,7 +1776,7 @@ fn float_linear(graph: &Graph, node: &Node) -> Result<Option<FloatLinear>, Quant
     };
     // Weights as `[k, n]`, bias as `[n]`.
     let (shape, w_kn, bias): (LinearShape, Array2<f32>, Option<Vec<f32>>) = match &node.op {
-        Op::Conv(attrs) if attrs.group == 1 => {
+        Op::Conv(attrs) => {
             let Some(w) = constant(1) else {
                 return Ok(None);
             };
@@ -1667,6 +1837,63 @@ fn float_linear(graph: &Graph, node: &Node) -> Result<Option<FloatLinear>, Quant
     Ok(Some((shape, w_kn, bias)))
 }
 
+/// Why a quantized model keeps `node` in FP32 under a strategy of this weight `granularity` (`float_format`:
+/// a 16-bit float strategy or an FP32 layer of a mixed map); `None` when the node becomes a quantized layer.
+/// The rules of the module docs in one place: the builder and `harness inspect` both ask here.
+pub fn float_reason(
+    graph: &Graph,
+    node: &Node,
+    granularity: Granularity,
+    float_format: bool,
+) -> Option<String> {
+    let constant = |i: usize| {
+        node.inputs
+            .get(i)
+            .and_then(|name| graph.initializers.get(name))
+            .and_then(Tensor::as_f32)
+    };
+    let reason = |s: &str| Some(s.to_owned());
+    match &node.op {
+        Op::Conv(a) => match constant(1) {
+            None => reason("the weights are computed at run time, not a constant"),
+            Some(_) if a.group > 1 && float_format => {
+                reason("grouped conv: 16-bit float weights are packed for group-1 layers only")
+            }
+            Some(_) if a.group > 1 && matches!(granularity, Granularity::PerGroup(_)) => {
+                reason("grouped conv: k-row groups are not combined with conv groups")
+            }
+            Some(_) => None,
+        },
+        Op::Gemm(a) => match constant(1) {
+            _ if a.trans_a => reason("transA: the activation is transposed"),
+            None => reason("B is computed at run time (activation x activation)"),
+            Some(b) if b.ndim() != 2 => reason("B is not 2-D"),
+            Some(b) => {
+                let n = if a.trans_b {
+                    b.shape()[0]
+                } else {
+                    b.shape()[1]
+                };
+                match node.inputs.get(2).filter(|s| !s.is_empty()) {
+                    Some(_) if constant(2).is_none_or(|c| c.len() != n) => {
+                        reason("C is not a constant per-column bias")
+                    }
+                    _ => None,
+                }
+            }
+        },
+        Op::MatMul => match constant(1) {
+            None => reason("B is computed at run time (activation x activation)"),
+            Some(b) if b.ndim() != 2 => reason("B is batched (not 2-D)"),
+            Some(_) => None,
+        },
+        op => Some(format!(
+            "{} is not a quantized op (Conv, Gemm and MatMul with constant weights are)",
+            op.op_type()
+        )),
+    }
+}
+
 /// `perm[row] = graph row` of a layer whose weight rows were reordered for channels-last inputs (`None`: the
 /// graph's own order, `(c, ky, kx)` for convolutions).
 fn rows_from_graph(
@@ -1704,6 +1931,29 @@ fn linear_from_node(
 ) -> Result<Option<QLinear>, QuantError> {
     let Some((shape, w_kn, bias)) = float_linear(graph, node)? else {
         return Ok(None);
+    };
+    if float_reason(graph, node, strategy.granularity, float.is_some()).is_some() {
+        return Ok(None);
+    }
+    let groups = conv_groups(&shape);
+    if groups > 1 {
+        // Refinements fall back to round-to-nearest on grouped convolutions: their calibration statistics are
+        // gathered for group-1 layers only.
+        if w_kn.ncols() % groups != 0 {
+            return Err(QuantError::Node {
+                node: node.name.clone(),
+                op: node.op.op_type(),
+                message: format!("{} output channels in {groups} groups", w_kn.ncols()),
+            });
+        }
+    }
+    let strategy = if groups > 1 {
+        LinearStrategy {
+            refinement: Refinement::None,
+            ..strategy
+        }
+    } else {
+        strategy
     };
     let static_mode = strategy.act == ActMode::Static;
     let (shape, nhwc_channels) = match shape {
@@ -1761,12 +2011,8 @@ fn linear_from_node(
                 scheme: Scheme::Symmetric,
                 granularity: Granularity::PerTensor,
             },
-            packed: PackedB {
-                k,
-                n,
-                data: Vec::new(),
-                kernel: "none",
-            },
+            packed: Vec::new(),
+            depthwise: None,
             col_sums: Vec::new(),
             bias,
             relu: false,
@@ -1800,11 +2046,10 @@ fn linear_from_node(
     };
     let (k, n) = weights.dim();
     let flat: Vec<i8> = weights.iter().copied().collect();
-    let packed = match strategy.act {
-        ActMode::WeightOnly => kernels.gemm_f32_w8.pack_b(&flat, k, n),
-        ActMode::Static => kernels.gemm_u8i8_requant.pack_b(&flat, k, n),
-        ActMode::Dynamic => kernels.gemm_u8i8.pack_b(&flat, k, n),
-    };
+    let packed = pack_conv_groups(&flat, k, n, groups, strategy.act, kernels);
+    let depthwise = (strategy.act == ActMode::Static)
+        .then(|| depthwise_weights(&shape, &flat, k, n, &params))
+        .flatten();
     let grouped = match strategy.granularity {
         Granularity::PerGroup(g) => Some(group_weights(&weights, &params, g, strategy, kernels)),
         _ => None,
@@ -1827,6 +2072,7 @@ fn linear_from_node(
         full: None,
         params,
         packed,
+        depthwise,
         bias,
         relu: false,
         mode: match strategy.act {
@@ -1878,6 +2124,74 @@ fn quantize_layer_weights(
             Ok((q, params, stored))
         }
     }
+}
+
+/// Convolution groups of a layer's shape (1 for dense layers).
+fn conv_groups(shape: &LinearShape) -> usize {
+    match shape {
+        LinearShape::Conv(a) | LinearShape::ConvNhwc(a) => a.group,
+        LinearShape::Dense => 1,
+    }
+}
+
+/// The `[k, n]` int8 weights packed by the mode's kernel, one packing per convolution group (the group's
+/// `n / groups` columns).
+fn pack_conv_groups(
+    flat: &[i8],
+    k: usize,
+    n: usize,
+    groups: usize,
+    act: ActMode,
+    kernels: KernelSet,
+) -> Vec<PackedB<i8>> {
+    let pack = |b: &[i8], cols: usize| match act {
+        ActMode::WeightOnly => kernels.gemm_f32_w8.pack_b(b, k, cols),
+        ActMode::Static => kernels.gemm_u8i8_requant.pack_b(b, k, cols),
+        ActMode::Dynamic => kernels.gemm_u8i8.pack_b(b, k, cols),
+    };
+    if groups <= 1 {
+        return vec![pack(flat, n)];
+    }
+    let ng = n / groups;
+    (0..groups)
+        .map(|gi| {
+            let part: Vec<i8> = flat
+                .chunks_exact(n)
+                .flat_map(|row| row[gi * ng..(gi + 1) * ng].iter().copied())
+                .collect();
+            pack(&part, ng)
+        })
+        .collect()
+}
+
+/// For a depthwise NHWC convolution (one input and one output channel per group), the weights `[taps, c]`
+/// minus each channel's zero point, as [`depthwise_nhwc_acc`] takes them; `None` for every other layer.
+fn depthwise_weights(
+    shape: &LinearShape,
+    flat: &[i8],
+    k: usize,
+    n: usize,
+    params: &QParams,
+) -> Option<Vec<i32>> {
+    let LinearShape::ConvNhwc(a) = shape else {
+        return None;
+    };
+    let taps = a.kernel_shape[0] * a.kernel_shape[1];
+    if a.group != n || k != taps || matches!(params.granularity, Granularity::PerGroup(_)) {
+        return None;
+    }
+    let zp = |j: usize| params.zero_points[if params.zero_points.len() > 1 { j } else { 0 }];
+    Some(
+        flat.iter()
+            .enumerate()
+            .map(|(i, &w)| i32::from(w) - zp(i % n))
+            .collect(),
+    )
+}
+
+/// `v[cols]`, or `v` itself when it holds one value for every column (per-tensor parameters).
+fn columns<T>(v: &[T], cols: std::ops::Range<usize>) -> &[T] {
+    if v.len() == 1 { v } else { &v[cols] }
 }
 
 /// Per-group weights laid out for the grouped paths (see [`Grouped`]).

@@ -19,7 +19,7 @@ use crate::exec::reference::Fp32Executor;
 use crate::ir::{Dim, Graph, Tensor};
 use crate::quant::refine::RefineData;
 use crate::quant::serialize::{serialize_fp32, serialize_quantized};
-use crate::quant::strategy::{LinearStrategy, Refinement};
+use crate::quant::strategy::{LinearStrategy, MixedId, MixedPrecision, Refinement};
 use crate::quant::{ActMode, ActivationRanges, QuantizedModel, Strategy};
 use crate::results::{CsvAppender, Row};
 use crate::suite::spec::DataFormat;
@@ -405,6 +405,11 @@ pub struct Session<'p> {
     progress: bool,
     /// Trials planned, for progress lines (`None`: a search, open-ended).
     pub total: Option<usize>,
+    /// Per-layer precision maps a search made up (sensitivity probes, bit allocations): their
+    /// [`MixedId`] indices follow the suite's own maps.
+    extra_mixed: Vec<MixedPrecision>,
+    /// FP32 logits of the first evaluation samples per (model, target), for [`Session::output_error`].
+    fp32_logits: HashMap<(usize, usize), ArrayD<f32>>,
 }
 
 impl<'p> Session<'p> {
@@ -449,11 +454,93 @@ impl<'p> Session<'p> {
             trials_reused: 0,
             progress: opts.progress,
             total: None,
+            extra_mixed: Vec::new(),
+            fp32_logits: HashMap::new(),
         })
     }
 
     pub fn prepared(&self) -> &'p Prepared {
         self.prepared
+    }
+
+    /// Every per-layer precision map strategies of this session can name: the suite's, then the ones
+    /// added with [`Session::intern_mixed`].
+    pub fn mixed_maps(&self) -> Vec<MixedPrecision> {
+        let mut all = self.prepared.suite.mixed.clone();
+        all.extend(self.extra_mixed.iter().cloned());
+        all
+    }
+
+    /// The map `id` names.
+    pub fn mixed(&self, id: MixedId) -> &MixedPrecision {
+        let suite = &self.prepared.suite.mixed;
+        let i = id.index as usize;
+        if i < suite.len() {
+            &suite[i]
+        } else {
+            &self.extra_mixed[i - suite.len()]
+        }
+    }
+
+    /// An id for `map`, made up by a search: the same id for a map of the same name and layers (so that a
+    /// strategy that uses it has the same name, and the same key in the trial log, in every run).
+    pub fn intern_mixed(&mut self, map: MixedPrecision) -> MixedId {
+        let suite = &self.prepared.suite.mixed;
+        let found = suite
+            .iter()
+            .chain(self.extra_mixed.iter())
+            .position(|m| *m == map);
+        let index = match found {
+            Some(i) => i,
+            None => {
+                self.extra_mixed.push(map);
+                suite.len() + self.extra_mixed.len() - 1
+            }
+        };
+        let name: &'static str = Box::leak(self.mixed_at(index).name.clone().into_boxed_str());
+        MixedId {
+            index: index as u16,
+            name,
+        }
+    }
+
+    fn mixed_at(&self, index: usize) -> &MixedPrecision {
+        self.mixed(MixedId {
+            index: index as u16,
+            name: "",
+        })
+    }
+
+    /// The relative L2 error of `strategy`'s logits against FP32's (`|q - f| / |f|`) on the first evaluation
+    /// batch of model `m`, on target `t`'s kernels: a smooth measure of how much a quantization disturbs
+    /// the model, where top-1 moves in steps of one sample.
+    pub fn output_error(&mut self, m: usize, t: usize, strategy: &Strategy) -> Result<f64, Error> {
+        let p = self.prepared;
+        let model = &p.models[m];
+        let data = &p.data[model.dataset];
+        let n = p.suite.measure.eval_batch.min(data.evaluation.nrows());
+        if !self.fp32_logits.contains_key(&(m, t)) {
+            let (fp32, _, _) = self.build(m, t, &Strategy::Fp32)?;
+            let logits = fp32.logits(&model.input, data.batch(&data.evaluation, 0..n))?;
+            self.fp32_logits.insert((m, t), logits);
+        }
+        let (q, _, _) = self.build(m, t, strategy)?;
+        let logits = q.logits(&model.input, data.batch(&data.evaluation, 0..n))?;
+        let reference = &self.fp32_logits[&(m, t)];
+        if logits.shape() != reference.shape() {
+            return Err(Error::Run(format!(
+                "{} gives logits of shape {:?}, FP32 {:?}",
+                strategy.name(),
+                logits.shape(),
+                reference.shape()
+            )));
+        }
+        let (mut err, mut norm) = (0.0f64, 0.0f64);
+        for (a, b) in logits.iter().zip(reference.iter()) {
+            err += (*a as f64 - *b as f64).powi(2);
+            norm += (*b as f64).powi(2);
+        }
+        Ok((err / norm.max(f64::MIN_POSITIVE)).sqrt())
     }
 
     pub fn csv(&self) -> &Path {
@@ -493,7 +580,7 @@ impl<'p> Session<'p> {
             dataset: data.name.clone(),
             target: target.name.clone(),
             strategy: strategy.name(),
-            layer_precision: layer_precision(&p.suite, strategy),
+            layer_precision: self.layer_precision(strategy),
             isa_requested: kernels.isa_requested.name().to_string(),
             batch: target.batch,
             threads: target.threads,
@@ -652,6 +739,29 @@ impl<'p> Session<'p> {
     /// Builds `strategy` for model `m` on target `t`'s kernels: the classifier, its kernels and its size.
     fn build(&mut self, m: usize, t: usize, strategy: &Strategy) -> Result<Built, Error> {
         let p = self.prepared;
+        let model = &p.models[m];
+        if *strategy == Strategy::Fp32 {
+            let exec = Fp32Executor::new(&model.graph, p.targets[t].1)
+                .map_err(|e| Error::Run(e.to_string()))?;
+            let names = exec.kernel_names();
+            let size = serialize_fp32(&model.graph).len() as u64;
+            return Ok((Box::new(exec), names, size));
+        }
+        let q = self.quantized(m, t, strategy)?;
+        let names = q.kernel_names();
+        let size = serialize_quantized(&q).len() as u64;
+        Ok((Box::new(q), names, size))
+    }
+
+    /// Builds `strategy` (not FP32) for model `m` on target `t`'s kernels, with the calibration, refinement
+    /// and QAT outcomes this session computed once per model.
+    pub fn quantized(
+        &mut self,
+        m: usize,
+        t: usize,
+        strategy: &Strategy,
+    ) -> Result<QuantizedModel, Error> {
+        let p = self.prepared;
         let suite = &p.suite;
         let model = &p.models[m];
         let kernels = p.targets[t].1;
@@ -660,23 +770,13 @@ impl<'p> Session<'p> {
             strategy: strategy.name(),
             source: Box::new(source),
         };
-        Ok(match strategy {
-            Strategy::Fp32 => {
-                let exec = Fp32Executor::new(&model.graph, kernels)
-                    .map_err(|e| Error::Run(e.to_string()))?;
-                let names = exec.kernel_names();
-                (
-                    Box::new(exec),
-                    names,
-                    serialize_fp32(&model.graph).len() as u64,
-                )
-            }
+        match strategy {
+            Strategy::Fp32 => Err(Error::Usage(format!(
+                "model `{}`: FP32 is not a quantized model",
+                model.name
+            ))),
             Strategy::Float(f) => {
-                let q =
-                    QuantizedModel::build_float(&model.graph, *f, kernels).map_err(quant_err)?;
-                let names = q.kernel_names();
-                let size = serialize_quantized(&q).len() as u64;
-                (Box::new(q), names, size)
+                QuantizedModel::build_float(&model.graph, *f, kernels).map_err(quant_err)
             }
             Strategy::Linear(l) if l.refinement == Refinement::Qat => {
                 if !self.cache[m].qat.contains_key(&l.weight_bits) {
@@ -686,18 +786,15 @@ impl<'p> Session<'p> {
                     self.cache[m].qat.insert(l.weight_bits, outcome);
                 }
                 let qat = &self.cache[m].qat[&l.weight_bits];
-                let q = QuantizedModel::build_full(
+                QuantizedModel::build_full(
                     &qat.graph,
                     *l,
-                    l.mixed.map(|id| &suite.mixed[id.index as usize]),
+                    l.mixed.map(|id| self.mixed(id)),
                     Some(&qat.ranges),
                     Some(&qat.steps),
                     kernels,
                 )
-                .map_err(quant_err)?;
-                let names = q.kernel_names();
-                let size = serialize_quantized(&q).len() as u64;
-                (Box::new(q), names, size)
+                .map_err(quant_err)
             }
             Strategy::Linear(l) => {
                 if l.act == ActMode::Static {
@@ -707,20 +804,17 @@ impl<'p> Session<'p> {
                     self.refine(m)?;
                 }
                 let cache = &self.cache[m];
-                let q = QuantizedModel::build_full(
+                QuantizedModel::build_full(
                     &model.graph,
                     *l,
-                    l.mixed.map(|id| &suite.mixed[id.index as usize]),
+                    l.mixed.map(|id| self.mixed(id)),
                     cache.ranges.as_ref().and_then(|r| r.as_ref()),
                     cache.refine.as_ref().and_then(|r| r.as_ref()),
                     kernels,
                 )
-                .map_err(quant_err)?;
-                let names = q.kernel_names();
-                let size = serialize_quantized(&q).len() as u64;
-                (Box::new(q), names, size)
+                .map_err(quant_err)
             }
-        })
+        }
     }
 
     /// Top-1 predictions of a built classifier, memoized by (model, strategy, kernels).
@@ -817,7 +911,7 @@ impl<'p> Session<'p> {
             scale_constraint: strategy.scale_constraint().into(),
             weight_range: strategy.weight_range().into(),
             refinement: strategy.refinement().into(),
-            layer_precision: layer_precision(suite, strategy),
+            layer_precision: self.layer_precision(strategy),
             calib_samples: data.calibration.nrows(),
             eval_samples: pred.len(),
             top1,
@@ -842,13 +936,13 @@ impl<'p> Session<'p> {
     }
 }
 
-/// A mixed-precision strategy's map, `Conv_1=8;Gemm_10=fp32` (empty otherwise).
-fn layer_precision(suite: &Suite, strategy: &Strategy) -> String {
-    match strategy {
-        Strategy::Linear(LinearStrategy { mixed: Some(m), .. }) => {
-            suite.mixed[m.index as usize].describe()
+impl Session<'_> {
+    /// A mixed-precision strategy's map, `Conv_1=8;Gemm_10=fp32` (empty otherwise).
+    fn layer_precision(&self, strategy: &Strategy) -> String {
+        match strategy {
+            Strategy::Linear(LinearStrategy { mixed: Some(m), .. }) => self.mixed(*m).describe(),
+            _ => String::new(),
         }
-        _ => String::new(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! chosen for the latency objective.
 
 pub mod engine;
+pub mod sensitivity;
 
 use std::collections::BTreeMap;
 
@@ -234,7 +235,21 @@ pub fn render(recs: &[Recommendation<'_>]) -> String {
 pub struct SearchResult {
     pub model: String,
     pub target: String,
+    /// Indices of the model and the target in the prepared suite.
+    pub m: usize,
+    pub t: usize,
     pub trace: engine::Trace,
+    /// Every strategy tried, by name (to rebuild or save the chosen one).
+    pub strategies: BTreeMap<String, crate::quant::Strategy>,
+}
+
+impl SearchResult {
+    /// The strategy [`recommend`] chooses from this search's rows.
+    pub fn chosen(&self, cfg: &engine::Config) -> Option<crate::quant::Strategy> {
+        let recs = recommend(&self.trace.rows, cfg.objective, cfg.max_drop);
+        let best = recs.first()?.best?;
+        self.strategies.get(&best.strategy).copied()
+    }
 }
 
 /// Searches every model of the session's suite on `target` (every target when `None`), `model` narrowing
@@ -276,7 +291,20 @@ pub fn run_search(
     )?;
     let mut out = Vec::new();
     for &m in &models {
-        let layers = crate::quant::model::linear_layer_names(&prepared.models[m].graph).len();
+        let graph = &prepared.models[m].graph;
+        let layers: Vec<(String, usize)> = crate::quant::model::linear_layer_names(graph)
+            .into_iter()
+            .map(|name| {
+                let weights = graph
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == name)
+                    .and_then(|n| n.inputs.get(1))
+                    .and_then(|w| graph.initializers.get(w))
+                    .map_or(0, |w| w.len());
+                (name, weights)
+            })
+            .collect();
         for &t in &targets {
             let def = &prepared.targets[t].0;
             let candidates: Vec<_> = suite
@@ -285,17 +313,63 @@ pub fn run_search(
                 .copied()
                 .filter(|s| def.allows(s, &suite.mixed))
                 .collect();
-            let trace = engine::search(&candidates, &suite.mixed, layers, cfg, &mut |s| {
-                session.trial(m, t, s)
-            })?;
+            let mut strategies = BTreeMap::new();
+            let trace = if cfg.algorithm == engine::Algorithm::Sensitivity {
+                let mut trials = SessionTrials {
+                    session,
+                    m,
+                    t,
+                    seen: &mut strategies,
+                };
+                sensitivity::search(&candidates, &layers, cfg, &mut trials)?
+            } else {
+                engine::search(&candidates, &suite.mixed, layers.len(), cfg, &mut |s| {
+                    strategies.insert(s.name(), *s);
+                    session.trial(m, t, s)
+                })?
+            };
             out.push(SearchResult {
                 model: prepared.models[m].name.clone(),
                 target: def.name.clone(),
+                m,
+                t,
                 trace,
+                strategies,
             });
         }
     }
     Ok(out)
+}
+
+/// The runner's trials of one (model, target), for the sensitivity search.
+struct SessionTrials<'s, 'p> {
+    session: &'s mut Session<'p>,
+    m: usize,
+    t: usize,
+    seen: &'s mut BTreeMap<String, crate::quant::Strategy>,
+}
+
+impl sensitivity::Trials for SessionTrials<'_, '_> {
+    fn trial(&mut self, strategy: &crate::quant::Strategy) -> Result<Row, Error> {
+        self.seen.insert(strategy.name(), *strategy);
+        self.session.trial(self.m, self.t, strategy)
+    }
+
+    fn output_error(&mut self, strategy: &crate::quant::Strategy) -> Result<f64, Error> {
+        self.session.output_error(self.m, self.t, strategy)
+    }
+
+    fn intern(
+        &mut self,
+        map: crate::quant::strategy::MixedPrecision,
+    ) -> crate::quant::strategy::MixedId {
+        self.session.intern_mixed(map)
+    }
+
+    fn allows(&self, strategy: &crate::quant::Strategy) -> bool {
+        let def = &self.session.prepared().targets[self.t].0;
+        def.allows(strategy, &self.session.mixed_maps())
+    }
 }
 
 /// Readable text for a search: per (model, target) the choice and why, the Pareto front, the trials.
@@ -310,21 +384,74 @@ pub fn render_search(
         let recs = recommend(&r.trace.rows, cfg.objective, cfg.max_drop);
         out.push_str(&render(&recs));
         out.push_str(&format!(
-            "search: {} tried {} of {} candidates (FP32 included: {} trials); stopped: {}\n",
+            "search: {} ran {} trials, FP32 included, over a space of {} candidates{}; stopped: {}\n",
             cfg.algorithm.name(),
-            r.trace.rows.len().saturating_sub(1),
-            r.trace.candidates,
             r.trace.rows.len(),
+            r.trace.candidates,
+            if cfg.algorithm == engine::Algorithm::Sensitivity {
+                " (and the per-layer maps it made)"
+            } else {
+                ""
+            },
             r.trace.stopped
         ));
         for n in &r.trace.notes {
             out.push_str(&format!("  - {n}\n"));
+        }
+        if !r.trace.sensitivity.is_empty() {
+            out.push_str(&sensitivity_table(&r.trace.sensitivity));
+        }
+        if let Some(best) = recs.first().and_then(|x| x.best)
+            && let Some(choices) = r.trace.layer_choices.get(&best.strategy)
+        {
+            out.push_str(&format!("layers of {}:\n", best.strategy));
+            for c in choices {
+                out.push_str(&format!("  {}: {}\n", c.layer, c.reason));
+            }
         }
     }
     out.push_str(&format!(
         "\ntrials: {trials_run} run, {trials_reused} reused from the trial log\n"
     ));
     out
+}
+
+/// Per-layer sensitivity as a table, in graph order.
+fn sensitivity_table(s: &[sensitivity::LayerSensitivity]) -> String {
+    let body: Vec<Vec<String>> = s
+        .iter()
+        .map(|x| {
+            vec![
+                x.layer.clone(),
+                x.weights.to_string(),
+                x.bits.to_string(),
+                format!("{:.2}", x.top1_drop * 100.0),
+                format!("{:.4}", x.output_error),
+            ]
+        })
+        .collect();
+    format!(
+        "sensitivity (each layer alone at low bits, the others FP32):\n{}",
+        table::render(
+            &["layer", "weights", "bits", "top1 drop pts", "output error"],
+            &body
+        )
+    )
+}
+
+fn sensitivity_json(s: &[sensitivity::LayerSensitivity]) -> serde_json::Value {
+    s.iter()
+        .map(|x| {
+            serde_json::json!({
+                "layer": x.layer,
+                "weights": x.weights,
+                "bits": x.bits,
+                "strategy": x.strategy,
+                "top1_drop": x.top1_drop,
+                "output_error": x.output_error,
+            })
+        })
+        .collect()
 }
 
 fn row_json(r: &Row, baseline: Option<&Row>) -> serde_json::Value {
@@ -357,10 +484,26 @@ pub fn search_json(
             let recs = recommend(&r.trace.rows, cfg.objective, cfg.max_drop);
             let rec = recs.first();
             let baseline = rec.and_then(|x| x.baseline);
+            let chosen = rec.and_then(|x| x.best).map(|b| {
+                let mut v = row_json(b, baseline);
+                if let Some(choices) = r.trace.layer_choices.get(&b.strategy) {
+                    v["layers"] = choices
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({
+                                "layer": c.layer,
+                                "precision": c.precision,
+                                "reason": c.reason,
+                            })
+                        })
+                        .collect();
+                }
+                v
+            });
             serde_json::json!({
                 "model": r.model,
                 "target": r.target,
-                "chosen": rec.and_then(|x| x.best).map(|b| row_json(b, baseline)),
+                "chosen": chosen,
                 "reason": rec.map(|x| x.reason.clone()),
                 "baseline": baseline.map(|b| row_json(b, Some(b))),
                 "pareto": rec.map(|x| x.pareto.iter().map(|p| row_json(p, baseline)).collect::<Vec<_>>()).unwrap_or_default(),
@@ -369,6 +512,7 @@ pub fn search_json(
                 "candidates": r.trace.candidates,
                 "stopped": r.trace.stopped,
                 "notes": r.trace.notes,
+                "sensitivity": sensitivity_json(&r.trace.sensitivity),
             })
         })
         .collect();
@@ -383,11 +527,118 @@ pub fn search_json(
         "reason": first.get("reason"),
         "pareto": first.get("pareto"),
         "trials": first.get("trials"),
+        "sensitivity": first.get("sensitivity"),
         "trials_run": trials_run,
         "trials_reused": trials_reused,
         "results": csv.display().to_string(),
         "searches": searches,
     })
+}
+
+/// A suite fragment whose `[space]` expands to exactly `strategy` (plus the FP32 baseline every space
+/// has), with its per-layer map: what `search --save-strategy` writes, for a suite (a nightly one) to pin.
+pub fn strategy_fragment(
+    strategy: &crate::quant::Strategy,
+    map: Option<&crate::quant::strategy::MixedPrecision>,
+    header: &str,
+) -> String {
+    use crate::quant::Strategy;
+    use crate::quant::strategy::{
+        ActMode, Calibration, FloatFormat, LayerPrecision, Quantizer, Refinement, WeightRange,
+    };
+    let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+    let mut out: String = header.lines().map(|l| format!("# {l}\n")).collect();
+    out.push_str(&format!("# strategy: {}\n[space]\n", strategy.name()));
+    match strategy {
+        Strategy::Fp32 => out.push_str("weight_bits = []\n"),
+        Strategy::Float(f) => {
+            let f = match f {
+                FloatFormat::Fp16 => "fp16",
+                FloatFormat::Bf16 => "bf16",
+                FloatFormat::Fp32 => "fp32",
+            };
+            out.push_str(&format!("weight_bits = []\nfloats = [{}]\n", q(f)));
+        }
+        Strategy::Linear(l) => {
+            let act = match l.act {
+                ActMode::Static => "static",
+                ActMode::Dynamic => "dynamic",
+                ActMode::WeightOnly => "weight-only",
+            };
+            let granularity = match l.granularity {
+                strategies::Granularity::PerTensor => "tensor".to_string(),
+                strategies::Granularity::PerChannel => "channel".to_string(),
+                strategies::Granularity::PerGroup(g) => format!("group:{g}"),
+            };
+            let scheme = match l.scheme {
+                strategies::Scheme::Symmetric => "symmetric",
+                strategies::Scheme::Affine => "affine",
+            };
+            out.push_str(&format!(
+                "weight_bits = [{}]\nactivations = [{}]\ngranularity = [{}]\nscheme = [{}]\n",
+                l.weight_bits,
+                q(act),
+                q(&granularity),
+                q(scheme)
+            ));
+            if let Some(c) = l.calibration {
+                let c = match c {
+                    Calibration::MinMax => "minmax".to_string(),
+                    Calibration::MovingAverage { momentum_ppm } => {
+                        format!("ema:{}", momentum_ppm as f64 / 1e6)
+                    }
+                    Calibration::Percentile { percent_ppm } => {
+                        format!("percentile:{}", percent_ppm as f64 / 1e6)
+                    }
+                    Calibration::Kl => "kl".to_string(),
+                    Calibration::Mse => "mse".to_string(),
+                };
+                out.push_str(&format!("calibration = [{}]\n", q(&c)));
+            }
+            let quantizer = match l.quantizer {
+                Quantizer::Uniform => "uniform",
+                Quantizer::Log => "log",
+            };
+            let scale = match l.scale {
+                strategies::pow2::ScaleConstraint::Float => "float",
+                strategies::pow2::ScaleConstraint::PowerOfTwo => "pow2",
+            };
+            let weight_range = match l.weight_range {
+                WeightRange::MinMax => "minmax",
+                WeightRange::Mse => "mse",
+            };
+            let refinement = match l.refinement {
+                Refinement::None => "none",
+                Refinement::Gptq => "gptq",
+                Refinement::AdaRound => "adaround",
+                Refinement::BiasCorrection => "bias-correction",
+                Refinement::Qat => "qat",
+            };
+            out.push_str(&format!(
+                "quantizer = [{}]\nscale = [{}]\nweight_range = [{}]\nrefinement = [{}]\n",
+                q(quantizer),
+                q(scale),
+                q(weight_range),
+                q(refinement)
+            ));
+            if let Some(map) = map {
+                let layers: Vec<String> = map
+                    .layers
+                    .iter()
+                    .map(|(layer, p)| match p {
+                        LayerPrecision::Bits(b) => format!("{} = {b}", q(layer)),
+                        LayerPrecision::Fp32 => format!("{} = \"fp32\"", q(layer)),
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "\n[[space.mixed]]\nname = {}\nlayers = {{ {} }}\n",
+                    q(&map.name),
+                    layers.join(", ")
+                ));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -428,6 +679,86 @@ mod tests {
         assert_eq!(front, vec!["fast-but-bad", "good", "slower"]);
         let by_size = recommend(&rows, Objective::Size, 0.0);
         assert_eq!(by_size[0].best.unwrap().strategy, "slower");
+    }
+
+    /// A saved strategy, used as a suite's `[space]`, expands to exactly that strategy and its map.
+    #[test]
+    fn a_saved_strategy_expands_to_itself() {
+        use crate::quant::Strategy;
+        use crate::quant::strategy::{
+            ActMode, Calibration, FloatFormat, LayerPrecision, LinearStrategy, MixedId,
+            MixedPrecision, Refinement, WeightRange,
+        };
+        use crate::suite::Suite;
+        use strategies::{Granularity, Scheme};
+        let base = std::path::Path::new(crate::suite::EMBEDDED_BASE);
+        let head = r#"[suite]
+name = "pinned"
+[[dataset]]
+name = "d"
+format = "csv"
+path = "data/mnist_5k/mnist_5k.csv.gz"
+shape = [1, 28, 28]
+calibration = { samples = 10 }
+evaluation = { samples = 10 }
+[[model]]
+name = "m"
+path = "data/ccexam_mnist_cnn/ccexam_mnist_cnn.onnx"
+dataset = "d"
+"#;
+        let map = MixedPrecision {
+            name: "keep8.Conv_4+Gemm_10".into(),
+            layers: [
+                ("Conv_4".to_string(), LayerPrecision::Bits(8)),
+                ("Gemm_10".to_string(), LayerPrecision::Fp32),
+            ]
+            .into(),
+        };
+        let mixed = Strategy::Linear(LinearStrategy {
+            mixed: Some(MixedId {
+                index: 0,
+                name: "keep8.Conv_4+Gemm_10",
+            }),
+            ..LinearStrategy::uniform(
+                2,
+                ActMode::Static,
+                Granularity::PerChannel,
+                Scheme::Symmetric,
+                Some(Calibration::Percentile {
+                    percent_ppm: 99_990_000,
+                }),
+            )
+        });
+        let refined = Strategy::Linear(LinearStrategy {
+            refinement: Refinement::Gptq,
+            weight_range: WeightRange::Mse,
+            ..LinearStrategy::uniform(
+                4,
+                ActMode::Dynamic,
+                Granularity::PerGroup(32),
+                Scheme::Affine,
+                None,
+            )
+        });
+        let cases = [
+            (mixed, Some(&map)),
+            (refined, None),
+            (Strategy::Float(FloatFormat::Bf16), None),
+            (Strategy::Fp32, None),
+        ];
+        for (strategy, map) in cases {
+            let fragment = strategy_fragment(&strategy, map, "chosen by a test\nsecond line");
+            let text = format!("{head}{fragment}");
+            let suite = Suite::parse(&text, &base.join("pinned.toml"), base)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let names: Vec<String> = suite.strategies.iter().map(|s| s.name()).collect();
+            let mut want = vec!["fp32".to_string()];
+            if strategy != Strategy::Fp32 {
+                want.push(strategy.name());
+            }
+            assert_eq!(names, want, "{fragment}");
+            assert_eq!(suite.mixed.first(), map, "{fragment}");
+        }
     }
 
     #[test]
