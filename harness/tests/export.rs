@@ -111,7 +111,31 @@ fn build(graph: &Graph, name: &str, calib: &ArrayD<f32>) -> QuantizedModel {
     let refine = (l.refinement != harness::quant::Refinement::None).then(|| {
         RefineData::collect(&exec, graph, "input", batches(), &[l.refinement], 7).unwrap()
     });
-    QuantizedModel::build_full(graph, l, None, ranges.as_ref(), refine.as_ref(), kernels).unwrap()
+    // A `-mix.<name>` strategy here takes one fixed map: the first conv at 8 bits, the first dense layer in FP32.
+    let map = l.mixed.map(|m| harness::quant::strategy::MixedPrecision {
+        name: m.name.to_string(),
+        layers: [
+            (
+                "Conv_1".to_string(),
+                harness::quant::strategy::LayerPrecision::Bits(8),
+            ),
+            (
+                "Gemm_8".to_string(),
+                harness::quant::strategy::LayerPrecision::Fp32,
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    });
+    QuantizedModel::build_full(
+        graph,
+        l,
+        map.as_ref(),
+        ranges.as_ref(),
+        refine.as_ref(),
+        kernels,
+    )
+    .unwrap()
 }
 
 fn onnxruntime_missing() -> Option<String> {
@@ -218,6 +242,7 @@ fn artifact_loads_back_bit_exactly_without_calibration() {
         "w8-weightonly-tensor-sym",
         "w4-weightonly-group32-affine",
         "w3-weightonly-channel-sym",
+        "w4-static-channel-sym-minmax-mix.conv8-fc32",
         "bf16",
         "fp16",
     ] {

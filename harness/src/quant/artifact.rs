@@ -85,7 +85,8 @@ impl FromStr for Strategy {
     type Err = StrategyNameError;
 
     /// Parses the names [`Strategy::name`] prints (calibration names also in their token form, e.g.
-    /// `percentile:99.99`). Mixed-precision maps (`-mix.<map>`) are defined by a suite and are refused here.
+    /// `percentile:99.99`). A mixed-precision suffix (`-mix.<map>`) names the map the per-layer widths came
+    /// from; the map itself is not in the name (a saved model's layers carry their own widths).
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         let bad = |reason: String| StrategyNameError {
             name: name.to_string(),
@@ -97,9 +98,23 @@ impl FromStr for Strategy {
             "bf16" => return Ok(Strategy::Float(FloatFormat::Bf16)),
             _ => {}
         }
-        if name.contains("-mix.") {
+        let (name, mixed) = match name.split_once("-mix.") {
+            Some((_, "")) => return Err(bad("empty mixed-precision map name".into())),
+            Some((base, map)) => (base, Some(map)),
+            None => (name, None),
+        };
+        if let Some(map) = mixed {
+            let mut s = name.parse::<Strategy>()?;
+            if let Strategy::Linear(l) = &mut s {
+                l.mixed = Some(crate::quant::strategy::MixedId {
+                    // Not an index into a suite: a loaded model's map is its layers' own widths.
+                    index: u16::MAX,
+                    name: Box::leak(map.to_string().into_boxed_str()),
+                });
+                return Ok(s);
+            }
             return Err(bad(
-                "mixed-precision maps are defined in a suite's [[space.mixed]]; run it with `harness run`".into(),
+                "only integer strategies take a mixed-precision map".into()
             ));
         }
         let mut tokens = name.split('-');
@@ -259,13 +274,6 @@ impl QuantizedModel {
     pub fn to_artifact_bytes(&self) -> Result<Vec<u8>, ArtifactError> {
         let signature = self.signature();
         let strategy = self.strategy();
-        if let Strategy::Linear(LinearStrategy { mixed: Some(_), .. }) = strategy {
-            // The map's name refers to a suite; the layers carry their own widths, so nothing is lost, but the
-            // loaded model could not name its strategy the way results do.
-            return Err(ArtifactError::Save(format!(
-                "strategy `{strategy}` uses a suite's mixed-precision map; artifacts hold single-strategy models"
-            )));
-        }
         let mut steps = Vec::new();
         let mut nodes: Vec<Node> = Vec::new();
         for step in self.step_refs() {
@@ -732,6 +740,11 @@ pub fn quantize_command(args: &QuantizeArgs) -> Result<(), crate::Error> {
         }
         Strategy::Float(f) => QuantizedModel::build_float(&graph, f, kernels).map_err(quant_err)?,
         Strategy::Linear(l) => {
+            if l.mixed.is_some() {
+                return Err(usage(
+                    "mixed-precision maps are defined in a suite's [[space.mixed]]; run the suite, or `harness search --save-model`",
+                ));
+            }
             if l.refinement == Refinement::Qat {
                 return Err(usage(
                     "qat fine-tunes on labelled data; run it from a suite (`harness run`) instead",
@@ -1006,6 +1019,7 @@ mod tests {
             "w4-static-group32-sym-p99.99-log-pow2-wmse-gptq",
             "w2-static-channel-sym-kl-adaround",
             "w8-static-channel-sym-mse-biascorr",
+            "w2-static-channel-sym-minmax-mix.keep8.Conv_4+Gemm_10",
         ] {
             let s: Strategy = name.parse().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(s.name(), name);
@@ -1018,7 +1032,8 @@ mod tests {
             "w8-dynamic-channel-sym-minmax",
             "w8-static-row-sym-minmax",
             "w8-static-channel-sym-minmax-gptq-log",
-            "w8-static-channel-sym-minmax-mix.first8",
+            "w8-static-channel-sym-minmax-mix.",
+            "fp16-mix.first8",
             "int8",
         ] {
             let e = bad.parse::<Strategy>().unwrap_err();
