@@ -82,6 +82,28 @@ enum Command {
         /// Measure every trial again instead of reusing the suite's earlier results.
         #[arg(long)]
         fresh: bool,
+        /// Run only shard I of N (0-based): the trials whose index in the suite's order is I modulo N, so N
+        /// machines (a CI matrix, a Slurm array) split the sweep; `harness merge` joins their CSVs.
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
+    },
+    /// Join the CSVs of a sharded run into one, in the suite's trial order.
+    #[command(
+        long_about = "Join the result CSVs that `harness run SUITE --shard I/N` wrote on N machines into one \
+        file, in the suite's trial order: it equals the unsharded run's rows apart from the timing and \
+        provenance columns. FP32 baselines that several shards measured are kept once; a trial in two shards, \
+        a trial the suite does not have, or one in no shard is an error (exit 2)."
+    )]
+    Merge {
+        /// The suite the shards ran.
+        #[arg(long)]
+        suite: PathBuf,
+        /// The merged CSV to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// The shards' CSVs.
+        #[arg(required = true, num_args = 1..)]
+        shards: Vec<PathBuf>,
     },
     /// Search the strategy space for a target: the best strategy within an accuracy budget, with the reason,
     /// and the Pareto front.
@@ -215,6 +237,7 @@ fn run_suite(
     results_dir: PathBuf,
     quiet: bool,
     fresh: bool,
+    shard: Option<(usize, usize)>,
 ) -> Result<runner::RunOutcome, Error> {
     let prepared = Prepared::new(suite, !quiet)?;
     runner::run(
@@ -223,8 +246,20 @@ fn run_suite(
             results_dir,
             progress: !quiet,
             resume: !fresh,
+            shard,
         },
     )
+}
+
+/// `I/N` with `I < N`.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("`{s}`: expected I/N with 0 <= I < N, e.g. 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i < n { Ok((i, n)) } else { Err(bad()) }
 }
 
 /// Writes the choice of a one-(model, target) search as a strategy fragment and / or a `.qhq` model.
@@ -297,8 +332,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             results_dir,
             quiet,
             fresh,
+            shard,
         } => {
-            let outcome = run_suite(load_suite(suite.as_deref())?, results_dir, quiet, fresh)?;
+            let outcome = run_suite(
+                load_suite(suite.as_deref())?,
+                results_dir,
+                quiet,
+                fresh,
+                shard,
+            )?;
             let rows: Vec<_> = outcome.rows.iter().collect();
             println!("{}", summary_table(&rows));
             println!(
@@ -405,6 +447,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     results_dir,
                     progress: !quiet,
                     resume: !fresh,
+                    shard: None,
                 },
             )?;
             let results =
@@ -442,6 +485,17 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Bench(args) => harness::bench::run(&args),
         Command::Train(args) => harness::train::command::run(&args),
+        Command::Merge { suite, out, shards } => {
+            let prepared = Prepared::new(load_suite(Some(&suite))?, false)?;
+            let merged = runner::merge::merge(&prepared, &shards, &out)?;
+            println!(
+                "merged {} trials ({} repeated FP32 baselines dropped) into {}",
+                merged.rows,
+                merged.baselines_dropped,
+                merged.csv.display()
+            );
+            Ok(())
+        }
         Command::Report {
             results,
             out,

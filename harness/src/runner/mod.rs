@@ -4,6 +4,7 @@
 
 pub mod log;
 pub mod measure;
+pub mod merge;
 pub mod provenance;
 
 use std::collections::HashMap;
@@ -333,6 +334,27 @@ pub struct RunOptions {
     pub progress: bool,
     /// Reuse the trials already in `results/<suite>/*.csv` (see [`log`]) instead of measuring them again.
     pub resume: bool,
+    /// `Some((i, n))`: run only the trials whose index in the suite's order is `i` modulo `n` (0-based), so
+    /// `n` machines split a sweep; `harness merge` joins their CSVs. Every shard also measures the FP32
+    /// baseline its trials are compared with.
+    pub shard: Option<(usize, usize)>,
+}
+
+/// Every trial of a prepared suite in its canonical order (models, then targets, then the expanded
+/// strategies), each target's profile permitting: `(model, target, strategy)` indices.
+pub fn trial_order(prepared: &Prepared) -> Vec<(usize, usize, usize)> {
+    let suite = &prepared.suite;
+    let mut order = Vec::new();
+    for m in 0..prepared.models.len() {
+        for (t, (target, _)) in prepared.targets.iter().enumerate() {
+            for (s, strategy) in suite.strategies.iter().enumerate() {
+                if target.allows(strategy, &suite.mixed) {
+                    order.push((m, t, s));
+                }
+            }
+        }
+    }
+    order
 }
 
 /// What a run produced.
@@ -350,27 +372,15 @@ pub struct RunOutcome {
 pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> {
     let mut session = Session::open(prepared, opts)?;
     let suite = &prepared.suite;
-    let total: usize = prepared
-        .targets
-        .iter()
-        .map(|(t, _)| {
-            suite
-                .strategies
-                .iter()
-                .filter(|s| t.allows(s, &suite.mixed))
-                .count()
-        })
-        .sum::<usize>()
-        * prepared.models.len();
-    session.total = Some(total);
-    for m in 0..prepared.models.len() {
-        for (t, (target, _)) in prepared.targets.iter().enumerate() {
-            for strategy in &suite.strategies {
-                if target.allows(strategy, &suite.mixed) {
-                    session.trial(m, t, strategy)?;
-                }
-            }
-        }
+    let trials: Vec<(usize, usize, usize)> = trial_order(prepared)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| opts.shard.is_none_or(|(k, n)| i % n == k))
+        .map(|(_, trial)| trial)
+        .collect();
+    session.total = Some(trials.len());
+    for (m, t, s) in trials {
+        session.trial(m, t, &suite.strategies[s])?;
     }
     Ok(session.finish())
 }
