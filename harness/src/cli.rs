@@ -87,6 +87,28 @@ enum Command {
         #[arg(long, value_name = "I/N", value_parser = parse_shard)]
         shard: Option<(usize, usize)>,
     },
+    /// A regression verdict: NEW against BASELINE results, per model, target and strategy; exit 1 on a regression.
+    #[command(
+        long_about = "Compare two result CSVs for CI: per (model, target, strategy) in both, accuracy is judged \
+        on the paired per-sample outcomes (exact McNemar test), latency on the timing samples (one-sided \
+        Mann-Whitney U, and the median must also rise by more than --latency-threshold), size exactly. The \
+        samples are read from the <run-id>.samples.jsonl files `harness run` writes beside each CSV. Prints a \
+        markdown summary fit for a pull-request comment; --json FILE writes the machine-readable verdict. \
+        Exit 1 on any regression (a trial missing from NEW counts), 0 otherwise."
+    )]
+    Compare {
+        baseline: PathBuf,
+        new: PathBuf,
+        /// Significance level of the tests.
+        #[arg(long, default_value_t = 0.01)]
+        alpha: f64,
+        /// Relative rise of the median latency below which no slowdown is reported (0.10 = 10 %).
+        #[arg(long, default_value_t = 0.10)]
+        latency_threshold: f64,
+        /// Write the verdict as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
     /// Join the CSVs of a sharded run into one, in the suite's trial order.
     #[command(
         long_about = "Join the result CSVs that `harness run SUITE --shard I/N` wrote on N machines into one \
@@ -485,6 +507,33 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Bench(args) => harness::bench::run(&args),
         Command::Train(args) => harness::train::command::run(&args),
+        Command::Compare {
+            baseline,
+            new,
+            alpha,
+            latency_threshold,
+            json,
+        } => {
+            let verdict = harness::compare::compare(
+                &baseline,
+                &new,
+                harness::compare::CompareOptions {
+                    alpha,
+                    latency_threshold,
+                },
+            )?;
+            println!("{}", harness::compare::markdown(&verdict));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&verdict)
+                    .map_err(|e| Error::Run(e.to_string()))?;
+                std::fs::write(&path, text)
+                    .map_err(|e| Error::Run(format!("{}: {e}", path.display())))?;
+            }
+            if verdict.regressions > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Merge { suite, out, shards } => {
             let prepared = Prepared::new(load_suite(Some(&suite))?, false)?;
             let merged = runner::merge::merge(&prepared, &shards, &out)?;

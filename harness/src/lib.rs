@@ -2,6 +2,7 @@
 //! and search. The `harness` binary (`main.rs`) is a thin CLI over this library.
 
 pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod error;
 pub mod exec;

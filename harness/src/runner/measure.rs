@@ -24,7 +24,7 @@ pub fn time_runs<F>(
     repeats: usize,
     min_time: std::time::Duration,
     f: F,
-) -> Result<LatencyStats, Error>
+) -> Result<(LatencyStats, Vec<u64>), Error>
 where
     F: Fn() -> Result<(), Error> + Send + Sync,
 {
@@ -45,7 +45,8 @@ where
             f()?;
             samples.push(t.elapsed().as_nanos() as u64);
         }
-        Ok(summarize(&mut samples))
+        let stats = summarize(&mut samples);
+        Ok((stats, samples))
     })
 }
 

@@ -6,6 +6,7 @@ pub mod log;
 pub mod measure;
 pub mod merge;
 pub mod provenance;
+pub mod samples;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -403,6 +404,8 @@ pub struct Session<'p> {
     prepared: &'p Prepared,
     prov: Provenance,
     out: CsvAppender,
+    /// This run's per-trial samples (`<run-id>.samples.jsonl` beside the CSV).
+    samples: samples::SamplesWriter,
     log: log::TrialLog,
     cache: Vec<ModelCache>,
     /// Predictions by (model, strategy, kernels): targets that share kernels share one accuracy pass.
@@ -436,6 +439,7 @@ impl<'p> Session<'p> {
         };
         let csv_path = dir.join(format!("{}.csv", prov.run_id));
         let out = CsvAppender::open(&csv_path)?;
+        let samples = samples::SamplesWriter::open(&samples::samples_path(&csv_path))?;
         if opts.progress {
             eprintln!("writing {}", csv_path.display());
             if !log.is_empty() {
@@ -451,6 +455,7 @@ impl<'p> Session<'p> {
             prepared,
             prov,
             out,
+            samples,
             log,
             cache: prepared
                 .models
@@ -890,7 +895,7 @@ impl<'p> Session<'p> {
             &data.evaluation,
             0..target.batch.min(data.evaluation.nrows()),
         );
-        let lat: LatencyStats = time_runs(
+        let (lat, latency_samples): (LatencyStats, Vec<u64>) = time_runs(
             target.threads,
             suite.measure.warmup,
             suite.measure.repeats,
@@ -901,6 +906,21 @@ impl<'p> Session<'p> {
                     .map(|_| ())
             },
         )?;
+        // Per-sample outcomes and timing samples, for `harness compare`'s statistical verdicts.
+        let outcomes = samples::TrialSamples {
+            run_id: self.prov.run_id.clone(),
+            model: model.name.clone(),
+            target: target.name.clone(),
+            strategy: strategy.name(),
+            correct: samples::encode_bits(
+                pred.iter()
+                    .zip(&data.eval_labels)
+                    .map(|(p, l)| *p as i64 == *l),
+            ),
+            eval_samples: pred.len(),
+            latency_ns: latency_samples,
+        };
+        self.samples.append(&outcomes)?;
         let prov = &self.prov;
         Ok(Row {
             run_id: prov.run_id.clone(),

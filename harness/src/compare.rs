@@ -1,0 +1,345 @@
+//! `harness compare BASELINE NEW`: a regression verdict for CI, per (model, target, strategy) present in both
+//! result CSVs. Accuracy is judged on the paired per-sample outcomes (exact McNemar test on the samples one
+//! run got right and the other wrong), latency on the timing samples (one-sided Mann-Whitney U test, plus a
+//! relative threshold on the medians so that a significant 1 % drift is not a regression), size exactly.
+//! Samples come from the `<run-id>.samples.jsonl` files beside each CSV (see [`crate::runner::samples`]);
+//! without them a trial is judged on its summary columns only, and the verdict says so.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::results::{Row, read_rows};
+use crate::runner::samples::{TrialSamples, read_dir_samples};
+
+/// Thresholds of the verdict.
+#[derive(Clone, Copy, Debug)]
+pub struct CompareOptions {
+    /// Significance level of both tests.
+    pub alpha: f64,
+    /// A latency regression also needs the new median this much above the baseline's (0.10 = 10 %).
+    pub latency_threshold: f64,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            alpha: 0.01,
+            latency_threshold: 0.10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "verdict", content = "why")]
+pub enum Judgement {
+    Unchanged,
+    Improved(String),
+    Regression(String),
+}
+
+impl Judgement {
+    fn is_regression(&self) -> bool {
+        matches!(self, Judgement::Regression(_))
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub model: String,
+    pub target: String,
+    pub strategy: String,
+    pub top1_baseline: f64,
+    pub top1_new: f64,
+    pub accuracy: Judgement,
+    pub latency_median_ns_baseline: u64,
+    pub latency_median_ns_new: u64,
+    pub latency: Judgement,
+    pub size_bytes_baseline: u64,
+    pub size_bytes_new: u64,
+    pub size: Judgement,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    pub regressions: usize,
+    pub entries: Vec<Entry>,
+    /// Trials of the baseline that the new results lack (each counts as a regression).
+    pub missing: Vec<String>,
+    /// Trials only the new results have.
+    pub added: Vec<String>,
+}
+
+type Key = (String, String, String);
+
+fn key(r: &Row) -> Key {
+    (r.model.clone(), r.target.clone(), r.strategy.clone())
+}
+
+/// The last row of every trial in `path`, and the samples of the runs those rows came from.
+fn load(path: &Path) -> Result<(BTreeMap<Key, Row>, HashMap<(String, Key), TrialSamples>), Error> {
+    let rows: BTreeMap<Key, Row> = read_rows(path)?.into_iter().map(|r| (key(&r), r)).collect();
+    let samples = read_dir_samples(path.parent().unwrap_or(Path::new(".")))
+        .into_iter()
+        .map(|s| {
+            let k = (s.model.clone(), s.target.clone(), s.strategy.clone());
+            ((s.run_id.clone(), k), s)
+        })
+        .collect();
+    Ok((rows, samples))
+}
+
+/// Compares `new` against `baseline` (result CSVs).
+pub fn compare(baseline: &Path, new: &Path, opts: CompareOptions) -> Result<Verdict, Error> {
+    let (base_rows, base_samples) = load(baseline)?;
+    let (new_rows, new_samples) = load(new)?;
+    let mut entries = Vec::new();
+    let mut missing = Vec::new();
+    for (k, b) in &base_rows {
+        let Some(n) = new_rows.get(k) else {
+            missing.push(format!("{} / {} / {}", k.0, k.1, k.2));
+            continue;
+        };
+        let bs = base_samples.get(&(b.run_id.clone(), k.clone()));
+        let ns = new_samples.get(&(n.run_id.clone(), k.clone()));
+        entries.push(Entry {
+            model: k.0.clone(),
+            target: k.1.clone(),
+            strategy: k.2.clone(),
+            top1_baseline: b.top1,
+            top1_new: n.top1,
+            accuracy: judge_accuracy(b, n, bs, ns, opts),
+            latency_median_ns_baseline: b.latency_median_ns,
+            latency_median_ns_new: n.latency_median_ns,
+            latency: judge_latency(b, n, bs, ns, opts),
+            size_bytes_baseline: b.size_bytes,
+            size_bytes_new: n.size_bytes,
+            size: match n.size_bytes.cmp(&b.size_bytes) {
+                std::cmp::Ordering::Greater => {
+                    Judgement::Regression(format!("{} B larger", n.size_bytes - b.size_bytes))
+                }
+                std::cmp::Ordering::Less => {
+                    Judgement::Improved(format!("{} B smaller", b.size_bytes - n.size_bytes))
+                }
+                std::cmp::Ordering::Equal => Judgement::Unchanged,
+            },
+        });
+    }
+    let added = new_rows
+        .keys()
+        .filter(|k| !base_rows.contains_key(*k))
+        .map(|k| format!("{} / {} / {}", k.0, k.1, k.2))
+        .collect();
+    let regressions = entries
+        .iter()
+        .map(|e| {
+            [&e.accuracy, &e.latency, &e.size]
+                .iter()
+                .filter(|j| j.is_regression())
+                .count()
+        })
+        .sum::<usize>()
+        + missing.len();
+    Ok(Verdict {
+        regressions,
+        entries,
+        missing,
+        added,
+    })
+}
+
+fn judge_accuracy(
+    b: &Row,
+    n: &Row,
+    bs: Option<&TrialSamples>,
+    ns: Option<&TrialSamples>,
+    opts: CompareOptions,
+) -> Judgement {
+    let outcomes = bs
+        .zip(ns)
+        .and_then(|(x, y)| Some((x.outcomes().ok()?, y.outcomes().ok()?)))
+        .filter(|(x, y)| x.len() == y.len() && !x.is_empty());
+    let Some((x, y)) = outcomes else {
+        // No paired outcomes: any top-1 loss is reported, but not as statistically established.
+        return if n.top1 < b.top1 {
+            Judgement::Regression(format!(
+                "top-1 {:.2} % -> {:.2} % (no per-sample outcomes to test)",
+                b.top1 * 100.0,
+                n.top1 * 100.0
+            ))
+        } else {
+            Judgement::Unchanged
+        };
+    };
+    // Discordant pairs: right before and wrong now (lost), wrong before and right now (gained).
+    let lost = x.iter().zip(&y).filter(|(a, b)| **a && !**b).count();
+    let gained = x.iter().zip(&y).filter(|(a, b)| !**a && **b).count();
+    let p = mcnemar_exact(lost, gained);
+    let what = format!("{lost} samples lost, {gained} gained, McNemar p = {p:.2e}");
+    if p < opts.alpha && lost > gained {
+        Judgement::Regression(what)
+    } else if p < opts.alpha && gained > lost {
+        Judgement::Improved(what)
+    } else {
+        Judgement::Unchanged
+    }
+}
+
+fn judge_latency(
+    b: &Row,
+    n: &Row,
+    bs: Option<&TrialSamples>,
+    ns: Option<&TrialSamples>,
+    opts: CompareOptions,
+) -> Judgement {
+    let ratio = n.latency_median_ns as f64 / b.latency_median_ns.max(1) as f64;
+    let over = ratio > 1.0 + opts.latency_threshold;
+    let under = ratio < 1.0 / (1.0 + opts.latency_threshold);
+    let samples = bs
+        .zip(ns)
+        .filter(|(x, y)| x.latency_ns.len() >= 2 && y.latency_ns.len() >= 2);
+    let Some((x, y)) = samples else {
+        return if over {
+            Judgement::Regression(format!("median x{ratio:.2} (no timing samples to test)"))
+        } else {
+            Judgement::Unchanged
+        };
+    };
+    let p_slower = mann_whitney_greater(&y.latency_ns, &x.latency_ns);
+    let p_faster = mann_whitney_greater(&x.latency_ns, &y.latency_ns);
+    if over && p_slower < opts.alpha {
+        Judgement::Regression(format!(
+            "median x{ratio:.2}, Mann-Whitney p = {p_slower:.2e}"
+        ))
+    } else if under && p_faster < opts.alpha {
+        Judgement::Improved(format!(
+            "median x{ratio:.2}, Mann-Whitney p = {p_faster:.2e}"
+        ))
+    } else {
+        Judgement::Unchanged
+    }
+}
+
+/// Two-sided exact McNemar p-value: the binomial(b + c, 1/2) probability of a split at least as uneven.
+pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = b.min(c);
+    let ln_half_n = n as f64 * 0.5f64.ln();
+    let ln_choose = |i: usize| {
+        libm::lgamma(n as f64 + 1.0)
+            - libm::lgamma(i as f64 + 1.0)
+            - libm::lgamma((n - i) as f64 + 1.0)
+    };
+    let tail: f64 = (0..=k).map(|i| (ln_choose(i) + ln_half_n).exp()).sum();
+    (2.0 * tail).min(1.0)
+}
+
+/// One-sided p-value that `a` tends to exceed `b` (Mann-Whitney U, normal approximation with mid-ranks for
+/// ties).
+pub fn mann_whitney_greater(a: &[u64], b: &[u64]) -> f64 {
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let mut all: Vec<(u64, bool)> = a
+        .iter()
+        .map(|&v| (v, true))
+        .chain(b.iter().map(|&v| (v, false)))
+        .collect();
+    all.sort_unstable_by_key(|p| p.0);
+    let mut rank_sum_a = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j < all.len() && all[j].0 == all[i].0 {
+            j += 1;
+        }
+        // Mid-rank of the tie group (ranks are 1-based).
+        let rank = (i + j + 1) as f64 / 2.0;
+        rank_sum_a += rank * all[i..j].iter().filter(|p| p.1).count() as f64;
+        i = j;
+    }
+    let u = rank_sum_a - n1 * (n1 + 1.0) / 2.0;
+    let mean = n1 * n2 / 2.0;
+    let sd = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
+    if sd == 0.0 {
+        return 1.0;
+    }
+    let z = (u - mean) / sd;
+    0.5 * libm::erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// The verdict as markdown, fit for a pull-request comment.
+pub fn markdown(v: &Verdict) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "### Quantization results: {}\n\n",
+        if v.regressions == 0 {
+            "no regression".to_string()
+        } else {
+            format!("**{} regression(s)**", v.regressions)
+        }
+    ));
+    s.push_str(
+        "| model | target | strategy | top-1 % | accuracy | median | latency | size B | size |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    let show = |j: &Judgement| match j {
+        Judgement::Unchanged => "=".to_string(),
+        Judgement::Improved(w) => format!("better ({w})"),
+        Judgement::Regression(w) => format!("**REGRESSION** ({w})"),
+    };
+    for e in &v.entries {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.2} -> {:.2} | {} | {} -> {} | {} | {} -> {} | {} |\n",
+            e.model,
+            e.target,
+            e.strategy,
+            e.top1_baseline * 100.0,
+            e.top1_new * 100.0,
+            show(&e.accuracy),
+            crate::runner::measure::format_ns(e.latency_median_ns_baseline),
+            crate::runner::measure::format_ns(e.latency_median_ns_new),
+            show(&e.latency),
+            e.size_bytes_baseline,
+            e.size_bytes_new,
+            show(&e.size),
+        ));
+    }
+    for m in &v.missing {
+        s.push_str(&format!(
+            "\n**Missing in the new results (a regression):** {m}"
+        ));
+    }
+    if !v.added.is_empty() {
+        s.push_str(&format!("\n\nNew trials: {}\n", v.added.join(", ")));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mcnemar_matches_binomial_tails() {
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        // 0 of 10 discordant pairs on one side: 2 * 0.5^10.
+        assert!((mcnemar_exact(10, 0) - 2.0 * 0.5f64.powi(10)).abs() < 1e-12);
+        assert!((mcnemar_exact(5, 5) - 1.0).abs() < 1e-12);
+        assert!(mcnemar_exact(30, 10) < 0.01);
+    }
+
+    #[test]
+    fn mann_whitney_sees_a_shift_and_not_a_shuffle() {
+        let a: Vec<u64> = (0..40).map(|i| 1000 + (i * 37 % 50)).collect();
+        let slower: Vec<u64> = a.iter().map(|v| v * 12 / 10).collect();
+        assert!(mann_whitney_greater(&slower, &a) < 1e-6);
+        assert!(mann_whitney_greater(&a, &slower) > 0.99);
+        let mut shuffled = a.clone();
+        shuffled.reverse();
+        assert!(mann_whitney_greater(&shuffled, &a) > 0.3);
+    }
+}
