@@ -74,12 +74,15 @@ pub struct Verdict {
 
 type Key = (String, String, String);
 
+/// A results file's last row per trial, and the samples of the runs those rows came from (by run id).
+type Loaded = (BTreeMap<Key, Row>, HashMap<(String, Key), TrialSamples>);
+
 fn key(r: &Row) -> Key {
     (r.model.clone(), r.target.clone(), r.strategy.clone())
 }
 
 /// The last row of every trial in `path`, and the samples of the runs those rows came from.
-fn load(path: &Path) -> Result<(BTreeMap<Key, Row>, HashMap<(String, Key), TrialSamples>), Error> {
+fn load(path: &Path) -> Result<Loaded, Error> {
     let rows: BTreeMap<Key, Row> = read_rows(path)?.into_iter().map(|r| (key(&r), r)).collect();
     let samples = read_dir_samples(path.parent().unwrap_or(Path::new(".")))
         .into_iter()
