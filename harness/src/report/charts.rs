@@ -283,8 +283,8 @@ pub fn backends(latest: &BTreeMap<&str, Vec<&Row>>) -> Result<String, ReportErro
             .caption("median latency per target", ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
-            .y_label_area_size(280)
-            .build_cartesian_2d(0f64..max * 1.1 + 1e-9, 0f64..rows)
+            .y_label_area_size(20)
+            .build_cartesian_2d(0f64..max * 2.2 + 1e-9, 0f64..rows)
             .map_err(|e| err(name, e))?;
         let labels: Vec<String> = strategies
             .iter()
@@ -293,13 +293,8 @@ pub fn backends(latest: &BTreeMap<&str, Vec<&Row>>) -> Result<String, ReportErro
         chart
             .configure_mesh()
             .x_desc("median latency (µs)")
-            .y_labels(labels.len().min(60))
-            .y_label_formatter(&|y| {
-                labels
-                    .get(y.floor().max(0.0) as usize)
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .y_labels(0)
+            .disable_y_mesh()
             .draw()
             .map_err(|e| err(name, e))?;
         let mut bars = Vec::new();
@@ -315,6 +310,26 @@ pub fn backends(latest: &BTreeMap<&str, Vec<&Row>>) -> Result<String, ReportErro
             }
         }
         chart.draw_series(bars).map_err(|e| err(name, e))?;
+        // Each bar labelled with its strategy, target and median, just right of the bar.
+        let mut texts = Vec::new();
+        for (si, s) in strategies.iter().enumerate() {
+            for (ti, t) in targets.iter().enumerate() {
+                if let Some(r) = latest[t].iter().find(|r| r.strategy == *s) {
+                    let y = (si * targets.len() + ti) as f64 + 0.5;
+                    texts.push(Text::new(
+                        format!(
+                            "{}  {:.1} µs ({})",
+                            labels[si * targets.len() + ti],
+                            us(r),
+                            r.isa
+                        ),
+                        (us(r) + max * 0.01, y),
+                        ("sans-serif", 12),
+                    ));
+                }
+            }
+        }
+        chart.draw_series(texts).map_err(|e| err(name, e))?;
         root.present().map_err(|e| err(name, e))?;
     }
     Ok(svg)
@@ -339,8 +354,8 @@ pub fn kernels(bench: &[BenchRow]) -> Result<String, ReportError> {
             )
             .margin(12)
             .x_label_area_size(40)
-            .y_label_area_size(330)
-            .build_cartesian_2d(0f64..max * 1.1 + 1e-9, 0f64..bench.len() as f64)
+            .y_label_area_size(20)
+            .build_cartesian_2d(0f64..max * 2.0 + 1e-9, 0f64..bench.len() as f64)
             .map_err(|e| err(name, e))?;
         let labels: Vec<String> = bench
             .iter()
@@ -349,13 +364,8 @@ pub fn kernels(bench: &[BenchRow]) -> Result<String, ReportError> {
         chart
             .configure_mesh()
             .x_desc("GOPS")
-            .y_labels(labels.len().min(60))
-            .y_label_formatter(&|y| {
-                labels
-                    .get(y.floor().max(0.0) as usize)
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .y_labels(0)
+            .disable_y_mesh()
             .draw()
             .map_err(|e| err(name, e))?;
         chart
@@ -371,6 +381,69 @@ pub fn kernels(bench: &[BenchRow]) -> Result<String, ReportError> {
                 PathElement::new(
                     vec![(b.peak_gops, i as f64), (b.peak_gops, i as f64 + 1.0)],
                     BLACK.stroke_width(2),
+                )
+            }))
+            .map_err(|e| err(name, e))?;
+        chart
+            .draw_series(bench.iter().enumerate().map(|(i, b)| {
+                Text::new(
+                    format!(
+                        "{}  {:.0} GOPS ({:.0} % of peak)",
+                        labels[i],
+                        b.gops,
+                        b.peak_fraction * 100.0
+                    ),
+                    (b.gops.max(b.peak_gops) + max * 0.01, i as f64 + 0.5),
+                    ("sans-serif", 12),
+                )
+            }))
+            .map_err(|e| err(name, e))?;
+        root.present().map_err(|e| err(name, e))?;
+    }
+    Ok(svg)
+}
+
+/// Top-1 drop (points) per layer when that layer alone is quantized: the search's sensitivity probes.
+pub fn sensitivity(probes: &[(String, f64)]) -> Result<String, ReportError> {
+    let name = "sensitivity";
+    let max = probes.iter().map(|p| p.1).fold(0.0, f64::max).max(0.1);
+    let min = probes.iter().map(|p| p.1).fold(0.0, f64::min);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(name, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "per-layer sensitivity (each layer alone quantized)",
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(20)
+            .build_cartesian_2d(min.min(0.0)..max * 1.35, 0f64..probes.len() as f64)
+            .map_err(|e| err(name, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("top-1 drop (points)")
+            .y_labels(0)
+            .disable_y_mesh()
+            .draw()
+            .map_err(|e| err(name, e))?;
+        chart
+            .draw_series(probes.iter().enumerate().map(|(i, p)| {
+                Rectangle::new(
+                    [(0.0, i as f64 + 0.15), (p.1, i as f64 + 0.85)],
+                    PALETTE[3].filled(),
+                )
+            }))
+            .map_err(|e| err(name, e))?;
+        // Each bar labelled with its layer and drop, just right of the bar.
+        chart
+            .draw_series(probes.iter().enumerate().map(|(i, p)| {
+                Text::new(
+                    format!("{}  {:.2}", p.0, p.1),
+                    (p.1.max(0.0) + max * 0.01, i as f64 + 0.5),
+                    ("sans-serif", 14),
                 )
             }))
             .map_err(|e| err(name, e))?;

@@ -309,6 +309,23 @@ fn target_page(
         "top-1 against serialized size (percent of FP32)",
         &mut page,
     )?;
+    // Per-layer sensitivity: the probes of `harness search --algorithm sensitivity` (one layer quantized,
+    // the others FP32: strategies named `...-mix.sens.<layer>`).
+    let probes: Vec<(String, f64)> = latest
+        .iter()
+        .filter_map(|r| {
+            let layer = r.strategy.split_once("-mix.sens.")?.1;
+            Some((layer.to_string(), r.top1_drop * 100.0))
+        })
+        .collect();
+    if !probes.is_empty() {
+        chart(
+            "sensitivity",
+            charts::sensitivity(&probes)?,
+            "top-1 drop when each layer alone is quantized (the others FP32)",
+            &mut page,
+        )?;
+    }
     let runs = all
         .iter()
         .map(|r| r.run_id.as_str())

@@ -423,6 +423,8 @@ pub struct Session<'p> {
     extra_mixed: Vec<MixedPrecision>,
     /// FP32 logits of the first evaluation samples per (model, target), for [`Session::output_error`].
     fp32_logits: HashMap<(usize, usize), ArrayD<f32>>,
+    /// When the session opened, for the progress lines' elapsed and remaining times.
+    opened: Instant,
 }
 
 impl<'p> Session<'p> {
@@ -471,6 +473,7 @@ impl<'p> Session<'p> {
             total: None,
             extra_mixed: Vec::new(),
             fp32_logits: HashMap::new(),
+            opened: Instant::now(),
         })
     }
 
@@ -637,9 +640,21 @@ impl<'p> Session<'p> {
         self.done.insert(key, self.rows.len());
         if self.progress {
             let n = self.rows.len() + 1;
+            let elapsed = self.opened.elapsed().as_secs_f64();
+            // Progress: trials done of those planned, a bar, time so far and (at this run's pace) to go.
             let count = match self.total {
-                Some(total) => format!("[{n}/{total}]"),
-                None => format!("[{n}]"),
+                Some(total) if total > 0 => {
+                    let done = n.min(total);
+                    let width = 20;
+                    let filled = done * width / total;
+                    let left = elapsed / done as f64 * (total - done) as f64;
+                    format!(
+                        "[{}{}] {done}/{total} {elapsed:.0} s, ~{left:.0} s left",
+                        "#".repeat(filled),
+                        ".".repeat(width - filled)
+                    )
+                }
+                _ => format!("[{n}] {elapsed:.0} s"),
             };
             let how = match (reused, started) {
                 (true, _) => "reused".to_string(),
