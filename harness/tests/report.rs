@@ -116,7 +116,9 @@ fn report_pages_have_drawn_charts_and_render_offline() {
     std::fs::write(dir.join("bench.csv"), &bench.stdout).unwrap();
     let mut csvs: Vec<String> = std::fs::read_dir(dir.join("results/report-test"))
         .unwrap()
-        .map(|e| e.unwrap().path().display().to_string())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .map(|p| p.display().to_string())
         .collect();
     csvs.sort();
     assert_eq!(csvs.len(), 2, "{csvs:?}");

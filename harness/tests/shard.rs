@@ -87,6 +87,7 @@ fn run_csv(dir: &Path, results_dir: &str, extra: &[&str]) -> PathBuf {
     let files: Vec<PathBuf> = std::fs::read_dir(dir.join(results_dir).join("shards"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     files.into_iter().next().unwrap()
