@@ -3,16 +3,12 @@
 //! SVG), pages reference nothing on the network, and, where Chromium is installed (`.ci/run` installs
 //! Debian's `chromium`), every page renders headless with no console error and a non-blank screenshot.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn harness(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("harness runs")
-}
+use common::{harness, mnist_suite};
 
 fn ok(out: &Output, what: &str) {
     assert!(
@@ -23,31 +19,13 @@ fn ok(out: &Output, what: &str) {
     );
 }
 
+/// Two targets (the best ISA and the portable generic kernels), static and weight-only per channel.
 fn suite(dir: &Path) -> PathBuf {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../suites/data")
-        .canonicalize()
-        .unwrap();
-    let text = format!(
-        r#"[suite]
-name = "report-test"
-seed = 3
-
-[[dataset]]
-name = "mnist"
-format = "csv"
-path = "{csv}"
-shape = [1, 28, 28]
-normalize = {{ scale = 0.00392156862745098, mean = 0.1307, std = 0.3081 }}
-calibration = {{ samples = 40 }}
-evaluation = {{ samples = 100 }}
-
-[[model]]
-name = "cnn"
-path = "{model}"
-dataset = "mnist"
-
-[[target]]
+    mnist_suite(
+        dir,
+        "report-test",
+        3,
+        r#"[[target]]
 name = "best"
 
 [[target]]
@@ -65,14 +43,7 @@ repeats = 2
 min_time_ms = 0
 eval_batch = 50
 "#,
-        csv = data.join("mnist_5k/mnist_5k.csv.gz").display(),
-        model = data
-            .join("ccexam_mnist_cnn/ccexam_mnist_cnn.onnx")
-            .display(),
-    );
-    let path = dir.join("report-test.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    )
 }
 
 /// Chromium's binary name on Debian, if installed.

@@ -2,44 +2,20 @@
 //! and `harness merge` give the unsharded run's rows, in its order, apart from timing and provenance columns;
 //! a missing or overlapping shard is an error.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{harness, mnist_suite};
 use harness::results::{Row, read_rows};
 
-fn harness(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("harness runs")
-}
-
+/// Two targets (batch 1 and 4), static and dynamic per tensor and per channel.
 fn suite(dir: &Path) -> PathBuf {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../suites/data")
-        .canonicalize()
-        .unwrap();
-    let text = format!(
-        r#"[suite]
-name = "shards"
-seed = 5
-
-[[dataset]]
-name = "mnist"
-format = "csv"
-path = "{csv}"
-shape = [1, 28, 28]
-normalize = {{ scale = 0.00392156862745098, mean = 0.1307, std = 0.3081 }}
-calibration = {{ samples = 40 }}
-evaluation = {{ samples = 100 }}
-
-[[model]]
-name = "cnn"
-path = "{model}"
-dataset = "mnist"
-
-[[target]]
+    mnist_suite(
+        dir,
+        "shards",
+        5,
+        r#"[[target]]
 name = "b1"
 
 [[target]]
@@ -57,14 +33,7 @@ repeats = 1
 min_time_ms = 0
 eval_batch = 50
 "#,
-        csv = data.join("mnist_5k/mnist_5k.csv.gz").display(),
-        model = data
-            .join("ccexam_mnist_cnn/ccexam_mnist_cnn.onnx")
-            .display(),
-    );
-    let path = dir.join("shards.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    )
 }
 
 /// The one CSV a run wrote under `results_dir`.
