@@ -86,6 +86,27 @@ pub struct ConvAttrs {
     pub group: usize,
 }
 
+impl ConvAttrs {
+    /// The im2col geometry of one group over a `[c_in, h, w]` image (`c_in` channels per group).
+    pub fn geometry(&self, c_in: usize, h: usize, w: usize) -> kernels::frame::conv::Conv2dGeom {
+        kernels::frame::conv::Conv2dGeom {
+            c_in,
+            h,
+            w,
+            kh: self.kernel_shape[0],
+            kw: self.kernel_shape[1],
+            stride_h: self.strides[0],
+            stride_w: self.strides[1],
+            pad_top: self.pads[0],
+            pad_left: self.pads[1],
+            pad_bottom: self.pads[2],
+            pad_right: self.pads[3],
+            dil_h: self.dilations[0],
+            dil_w: self.dilations[1],
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct GemmAttrs {
     pub alpha: f32,

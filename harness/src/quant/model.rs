@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
-use kernels::frame::conv::{Conv2dGeom, im2col};
+use kernels::frame::conv::im2col;
 use kernels::frame::nhwc::{depthwise_nhwc_acc, im2col_nhwc_slice, max_pool_nhwc};
 use kernels::frame::quantize::{dequantize_u8, min_max, quantize_u8};
 use kernels::frame::requant::{
@@ -1189,7 +1189,7 @@ impl QuantizedModel {
                         let &[batch, h, w, c_in] = shape.as_slice() else {
                             return Err(self.shape_error(l, &shape, "is not a 4-D image batch"));
                         };
-                        let g = geometry(attrs, c_in / groups, h, w);
+                        let g = attrs.geometry(c_in / groups, h, w);
                         if c_in % groups != 0 || g.k() != l.k {
                             return Err(self.shape_error(
                                 l,
@@ -1221,7 +1221,7 @@ impl QuantizedModel {
                                     acc.resize(rows * l.n, 0);
                                 }
                                 let acc_block = &mut acc[..rows * l.n];
-                                let gd = geometry(attrs, c_in, h, w);
+                                let gd = attrs.geometry(c_in, h, w);
                                 depthwise_nhwc_acc(src, images, &gd, dw, pad, acc_block);
                                 self.kernels.requant_u8.requantize(
                                     acc_block,
@@ -1418,24 +1418,6 @@ fn to_static_input(x: Value, p: ActParams, nhwc: bool) -> Result<ArrayD<u8>, Qua
     })
 }
 
-fn geometry(attrs: &ConvAttrs, c_in: usize, h: usize, w: usize) -> Conv2dGeom {
-    Conv2dGeom {
-        c_in,
-        h,
-        w,
-        kh: attrs.kernel_shape[0],
-        kw: attrs.kernel_shape[1],
-        stride_h: attrs.strides[0],
-        stride_w: attrs.strides[1],
-        pad_top: attrs.pads[0],
-        pad_left: attrs.pads[1],
-        pad_bottom: attrs.pads[2],
-        pad_right: attrs.pads[3],
-        dil_h: attrs.dilations[0],
-        dil_w: attrs.dilations[1],
-    }
-}
-
 fn add_bias_relu(c: &mut [f32], n: usize, bias: Option<&[f32]>, relu: bool) {
     for row in c.chunks_mut(n) {
         if let Some(b) = bias {
@@ -1495,7 +1477,7 @@ where
             }
             let (batch, c_in, h, w) = (shape[0], shape[1], shape[2], shape[3]);
             let groups = attrs.group.max(1);
-            let g = geometry(attrs, c_in / groups, h, w);
+            let g = attrs.geometry(c_in / groups, h, w);
             if c_in % groups != 0 || g.k() != l.k {
                 return Err(bad_shape(&format!(
                     "has {c_in} channels; the weights expect {} in {groups} group(s)",

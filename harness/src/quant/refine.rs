@@ -184,21 +184,7 @@ fn layer_rows(node: &crate::ir::Node, x: &ArrayD<f32>) -> Result<Option<Array2<f
             let &[n, c, h, w] = x.shape() else {
                 return Ok(None);
             };
-            let g = kernels::frame::conv::Conv2dGeom {
-                c_in: c,
-                h,
-                w,
-                kh: attrs.kernel_shape[0],
-                kw: attrs.kernel_shape[1],
-                stride_h: attrs.strides[0],
-                stride_w: attrs.strides[1],
-                pad_top: attrs.pads[0],
-                pad_left: attrs.pads[1],
-                pad_bottom: attrs.pads[2],
-                pad_right: attrs.pads[3],
-                dil_h: attrs.dilations[0],
-                dil_w: attrs.dilations[1],
-            };
+            let g = attrs.geometry(c, h, w);
             let (pixels, k) = (g.out_h() * g.out_w(), g.k());
             let mut rows = vec![0f32; n * pixels * k];
             for (img, out) in data
