@@ -42,6 +42,14 @@ pub struct PreparedData {
 }
 
 impl PreparedData {
+    /// The calibration split in model input batches of at most `chunk` samples.
+    pub fn calibration_batches(&self, chunk: usize) -> impl Iterator<Item = ArrayD<f32>> + '_ {
+        let n = self.calibration.nrows();
+        (0..n)
+            .step_by(chunk.max(1))
+            .map(move |s| self.batch(&self.calibration, s..(s + chunk).min(n)))
+    }
+
     /// Rows `range` of `samples` as a model input batch `[n, shape...]`.
     pub fn batch(&self, samples: &Array2<f32>, range: std::ops::Range<usize>) -> ArrayD<f32> {
         let rows = samples.slice(ndarray::s![range, ..]);
@@ -700,11 +708,7 @@ impl<'p> Session<'p> {
             } else {
                 let exec = Fp32Executor::new(&model.graph, p.targets[0].1)
                     .map_err(|e| Error::Run(e.to_string()))?;
-                let n = data.calibration.nrows();
-                let chunk = suite.measure.eval_batch;
-                let batches = (0..n)
-                    .step_by(chunk)
-                    .map(|s| data.batch(&data.calibration, s..(s + chunk).min(n)));
+                let batches = data.calibration_batches(suite.measure.eval_batch);
                 Some(
                     ActivationRanges::observe_rules(&exec, &model.input, batches, &rules).map_err(
                         |e| Error::Quant {
@@ -731,7 +735,12 @@ impl<'p> Session<'p> {
                 .strategies
                 .iter()
                 .filter_map(|s| match s {
-                    Strategy::Linear(l) if l.refinement != Refinement::None => Some(l.refinement),
+                    // QAT learns its own steps and ranges (`run_qat`); the others read these statistics.
+                    Strategy::Linear(l)
+                        if !matches!(l.refinement, Refinement::None | Refinement::Qat) =>
+                    {
+                        Some(l.refinement)
+                    }
                     _ => None,
                 })
                 .collect();
@@ -740,11 +749,7 @@ impl<'p> Session<'p> {
             } else {
                 let exec = Fp32Executor::new(&model.graph, p.targets[0].1)
                     .map_err(|e| Error::Run(e.to_string()))?;
-                let n = data.calibration.nrows();
-                let chunk = suite.measure.eval_batch;
-                let batches = (0..n)
-                    .step_by(chunk)
-                    .map(|s| data.batch(&data.calibration, s..(s + chunk).min(n)));
+                let batches = data.calibration_batches(suite.measure.eval_batch);
                 Some(
                     RefineData::collect(
                         &exec,
