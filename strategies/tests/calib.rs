@@ -257,10 +257,22 @@ fn mse_clips_outliers_that_are_rare_enough() {
 /// `P` is non-zero, normalize both and sum `p·ln(p/q)`. Returns the chosen `i` (ties: the larger `i`, i.e. less
 /// clipping, as the calibrator documents; exact ties do occur between candidates separated by empty bins).
 fn reference_kl_bins(hist: &[f64], levels: usize) -> usize {
+    reference_kl_bins_atoms(hist, &vec![false; hist.len()], levels)
+}
+
+/// [`reference_kl_bins`] with the point masses `atom[j]` left out of `P` and `Q` where the candidate covers
+/// them (kl.rs); beyond it they are clipped mass like any other.
+fn reference_kl_bins_atoms(hist: &[f64], atom: &[bool], levels: usize) -> usize {
     let mut best = (f64::INFINITY, hist.len());
+    let hist_in: Vec<f64> = hist
+        .iter()
+        .zip(atom)
+        .map(|(&c, &a)| if a { 0.0 } else { c })
+        .collect();
     for i in (levels..=hist.len()).rev() {
-        let mut p: Vec<f64> = hist[..i].to_vec();
+        let mut p: Vec<f64> = hist_in[..i].to_vec();
         p[i - 1] += hist[i..].iter().sum::<f64>();
+        let hist = &hist_in;
 
         let mut q = vec![0.0; i];
         for g in 0..levels {
@@ -340,6 +352,55 @@ fn kl_matches_a_direct_tensorrt_loop() {
         assert_eq!(got.1, expected, "sym={symmetric} bits={bits}");
         assert!(i < dense.len(), "KL clips the outliers");
     }
+}
+
+/// A ReLU output whose mass is mostly a few point masses: a convolution's response to a constant background
+/// is one value per channel (the MNIST CNN's first layer: six such values hold 59 % of its non-zero outputs),
+/// and the strokes form a continuous tail to 2.7. TensorRT's rule clips just above the highest atom (its `Q`
+/// smears each atom over its quantization group, which narrower groups avoid), saturating a quarter of the
+/// tail (on the real layer it clipped at 0.34 of 2.77); with atoms left out of the comparison, the threshold
+/// covers every atom and nearly all of the tail.
+#[test]
+fn kl_leaves_point_masses_out_of_the_comparison() {
+    let atoms = [0.108f32, 0.164, 0.192, 0.312, 0.333, 0.5];
+    let mut rng = Rng(11);
+    let mut data = Vec::new();
+    for _ in 0..20_000 {
+        for &a in &atoms {
+            data.push(a);
+        }
+        for _ in 0..4 {
+            // Exponential tail, scale 0.35, capped at 2.7.
+            data.push((-(1.0 - rng.uniform()).ln() * 0.35).min(2.7) as f32);
+        }
+        data.push(0.0);
+    }
+    let h = histogram(&data);
+    let mut dense = dense_from_zero(&h, false);
+    dense[0] -= h.zeros() as f64;
+    let width = h.bin_width();
+    let atom_bins: Vec<usize> = atoms.iter().map(|&a| (a as f64 / width) as usize).collect();
+    let is_atom: Vec<bool> = (0..dense.len()).map(|j| atom_bins.contains(&j)).collect();
+    let trt = reference_kl_bins(&dense, 256) as f64 * width;
+    let i = reference_kl_bins_atoms(&dense, &is_atom, 256);
+    let expected = (i as f64 * width).min(2.7) as f32;
+    let got = kl_range(&h, 8, false).unwrap();
+    let mut tail: Vec<f32> = data
+        .iter()
+        .copied()
+        .filter(|&x| x > 0.0 && !atoms.contains(&x))
+        .collect();
+    tail.sort_by(f32::total_cmp);
+    let p999 = tail[tail.len() * 999 / 1000];
+    eprintln!(
+        "TensorRT rule {trt}, with atoms left out {got:?} (reference {expected}), tail p99.9 {p999}"
+    );
+    assert!(
+        trt < 0.55,
+        "the plain rule clips just above the atoms: {trt}"
+    );
+    assert_eq!(got, (0.0, expected));
+    assert!(got.1 >= p999, "{got:?} vs p99.9 {p999}");
 }
 
 /// Laplace(0, 1) at evenly spaced probabilities `(i + 0.5)/n`: the distribution without sampling noise.

@@ -24,6 +24,16 @@
 //!   would dominate the divergence of every wider candidate and drive the choice to the narrowest one (on the
 //!   MNIST CNN that clipped the first ReLU at an eighth of its range and cost 11 points of top-1).
 //!
+//! - Point masses ("atoms") are left out of `P` and `Q` while the candidate covers them, and count as clipped
+//!   mass when it does not. An atom is one bin holding at least 0.5 % of the samples and 8 times more than
+//!   each neighbour: a value the layer outputs exactly, again and again, such as a convolution's response to a
+//!   constant background (one value per channel). A quantizer maps an atom to one level whatever the
+//!   threshold, but TensorRT's `Q` smears it evenly over its quantization group, so the divergence rewards
+//!   narrow groups around atoms rather than fidelity of the distribution: on the MNIST CNN's first layer six
+//!   atoms held 59 % of the non-zero outputs and the plain rule clipped at 0.34 of a 2.77 range, saturating
+//!   every stroke (top-1 99.88 % to 98.05 %; on the Fashion-MNIST CNN 91.38 % to 89.35 %). Exact zeros are the
+//!   same case at 0. Isolated outliers are not atoms (too little mass), so they are still clipped.
+//!
 //! Levels: symmetric ranges search the histogram of `|x|` with `2^(bits-1)` levels (128 for 8 bits, as
 //! TensorRT); affine ranges search signed bin edges with `2^bits` levels over `[lo, hi]`, one-dimensionally for
 //! data of one sign (ReLU outputs: `[0, hi]` with 256 levels) and by coordinate descent (`search.rs`)
@@ -67,7 +77,8 @@ pub fn kl_range(
         if n < levels {
             return Ok(sided(view.hi, min, max));
         }
-        let div = Divergence::new(&view.counts);
+        let interior = without_atoms(&view.counts);
+        let div = Divergence::new(&interior, &view.counts);
         let i = best_from_top(levels, n, |i| div.kl(0, i as usize, levels as usize));
         Ok(sided((i as f64 * view.width).min(view.hi), min, max))
     } else {
@@ -81,7 +92,8 @@ pub fn kl_range(
         if end - first < levels {
             return Ok(with_zero(min, max));
         }
-        let div = Divergence::new(&view.counts);
+        let interior = without_atoms(&view.counts);
+        let div = Divergence::new(&interior, &view.counts);
         let at = |k: i64| (k - first) as usize;
         let (a, b) = descend((first, 0), (0, end), levels, |a, b| {
             div.kl(at(a), at(b), levels as usize)
@@ -98,9 +110,31 @@ pub(crate) fn edges_to_range(view: &DenseView, a: i64, b: i64) -> (f32, f32) {
     )
 }
 
+/// A bin holding at least this fraction of the (non-zero) samples ...
+const ATOM_MIN_FRACTION: f64 = 0.005;
+/// ... and this many times more than each of its neighbours is a point mass.
+const ATOM_NEIGHBOUR_RATIO: u64 = 8;
+
+/// `counts` with its point masses (atoms) emptied: see the module documentation.
+fn without_atoms(counts: &[u64]) -> Vec<u64> {
+    let total: u64 = counts.iter().sum();
+    let floor = (total as f64 * ATOM_MIN_FRACTION).ceil() as u64;
+    let mut out = counts.to_vec();
+    for (i, &c) in counts.iter().enumerate() {
+        let left = if i > 0 { counts[i - 1] } else { 0 };
+        let right = counts.get(i + 1).copied().unwrap_or(0);
+        if c >= floor.max(1) && c >= ATOM_NEIGHBOUR_RATIO * left.max(right).max(1) {
+            out[i] = 0;
+        }
+    }
+    out
+}
+
 /// Prefix sums over a dense histogram for `O(levels)` divergences.
 struct Divergence<'a> {
     h: &'a [u64],
+    /// `full[i]` = mass of bins `< i`, atoms included (the clipped mass).
+    full: Vec<f64>,
     /// `sum[i]` = mass of bins `< i`.
     sum: Vec<f64>,
     /// `nonzero[i]` = non-empty bins `< i`.
@@ -114,8 +148,13 @@ fn c_ln_c(c: f64) -> f64 {
 }
 
 impl<'a> Divergence<'a> {
-    fn new(h: &'a [u64]) -> Self {
+    fn new(h: &'a [u64], with_atoms: &[u64]) -> Self {
         let n = h.len();
+        let mut full = Vec::with_capacity(n + 1);
+        full.push(0.0);
+        for &c in with_atoms {
+            full.push(full.last().unwrap() + c as f64);
+        }
         let (mut sum, mut nonzero, mut clnc) = (
             Vec::with_capacity(n + 1),
             Vec::with_capacity(n + 1),
@@ -135,6 +174,7 @@ impl<'a> Divergence<'a> {
         }
         Divergence {
             h,
+            full,
             sum,
             nonzero,
             clnc,
@@ -146,10 +186,10 @@ impl<'a> Divergence<'a> {
     fn kl(&self, s: usize, t: usize, levels: usize) -> f64 {
         let n = t - s;
         debug_assert!(n >= levels && levels >= 2);
-        let total = self.sum[self.h.len()];
-        let below = self.sum[s];
-        let above = total - self.sum[t];
+        let below = self.full[s];
+        let above = self.full[self.h.len()] - self.full[t];
         let inside = self.sum[t] - self.sum[s];
+        let total = below + inside + above;
         if inside == 0.0 {
             return f64::INFINITY;
         }
@@ -191,7 +231,7 @@ mod tests {
     #[test]
     fn prefix_form_matches_direct_sum() {
         let h: Vec<u64> = vec![5, 0, 3, 9, 0, 0, 4, 1, 0, 2, 7, 0, 1];
-        let div = Divergence::new(&h);
+        let div = Divergence::new(&h, &h);
         for (s, t, levels) in [(0, 13, 4), (0, 8, 4), (2, 11, 3), (1, 5, 2), (3, 13, 5)] {
             let direct = direct_kl(&h, s, t, levels);
             let fast = div.kl(s, t, levels);
@@ -200,6 +240,19 @@ mod tests {
                 "{s}..{t}/{levels}: {direct} vs {fast}"
             );
         }
+    }
+
+    /// Spikes of real mass are atoms; a smooth peak, the steep side of a bulk and isolated outliers are not.
+    #[test]
+    fn atoms_are_heavy_isolated_bins() {
+        let mut h: Vec<u64> = (0..200).map(|i| 1000 - 4 * i as u64).collect();
+        h[50] = 40_000; // a spike: an atom
+        h[120] = 2_000; // 0.5 % of the mass but under 8x its neighbours' ~520: a bump, not an atom
+        h.extend([0, 0, 3, 0, 0, 600]); // isolated outliers, under 0.5 % of ~1.6e5
+        let out = without_atoms(&h);
+        let emptied: Vec<usize> = (0..h.len()).filter(|&i| out[i] != h[i]).collect();
+        assert_eq!(emptied, vec![50]);
+        assert_eq!(out[50], 0);
     }
 
     fn direct_kl(h: &[u64], s: usize, t: usize, levels: usize) -> f64 {
