@@ -1,12 +1,99 @@
-//! The report's charts, drawn by plotters into SVG strings (text stays `<text>` elements, so no font file is
-//! needed to draw them and the browser renders the labels).
+//! The report's charts, each drawn twice by plotters from one drawing function: as SVG (text stays `<text>`
+//! elements, which the browser renders) and as PNG (for slides and issue comments). PNG text is rasterised
+//! by `ab_glyph` from DejaVu Sans, embedded in the binary (`assets/fonts/`), so no system font or
+//! fontconfig is needed; the same font measures the labels of both formats, so they lay out alike.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{BenchRow, ReportError};
 use crate::results::Row;
+
+/// DejaVu Sans (Bitstream Vera licence, `assets/fonts/LICENSE-DejaVu.txt`).
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// One chart in both formats.
+pub struct Chart {
+    pub svg: String,
+    pub png: Vec<u8>,
+}
+
+/// Registers the embedded font as plotters' `sans-serif` (once per process): with the `ab_glyph` feature
+/// plotters has no other font, for measuring SVG labels or drawing PNG ones.
+fn font() -> Result<(), ReportError> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            "font",
+            "the embedded DejaVuSans.ttf does not parse as a TrueType font",
+        ))
+    }
+}
+
+/// Draws a chart with `svg` on an SVG string and with `png` on an RGB buffer encoded as PNG: the two
+/// closures are the same generic drawing function, instantiated once per back end (see [`chart!`]).
+fn render(
+    name: &str,
+    size: (u32, u32),
+    svg: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), ReportError>,
+    png: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), ReportError>,
+) -> Result<Chart, ReportError> {
+    font()?;
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(name, e))?;
+        svg(&root)?;
+        root.present().map_err(|e| err(name, e))?;
+    }
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(name, e))?;
+        png(&root)?;
+        root.present().map_err(|e| err(name, e))?;
+    }
+    Ok(Chart {
+        svg: text,
+        png: encode_png(name, &rgb, size)?,
+    })
+}
+
+/// `chart!(name, size, draw(args...))`: [`render`] with `draw(root, args...)` on both back ends.
+macro_rules! chart {
+    ($name:expr, $size:expr, $draw:ident($($arg:expr),* $(,)?)) => {
+        render(
+            $name,
+            $size,
+            |root| $draw(root, $($arg),*),
+            |root| $draw(root, $($arg),*),
+        )
+    };
+}
+
+/// 8-bit RGB pixels as a PNG file.
+fn encode_png(name: &str, rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, ReportError> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, w, h);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    // Charts are mostly flat colour: the best deflate with per-row filters makes them several times smaller.
+    encoder.set_compression(png::Compression::Best);
+    encoder.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
+    encoder
+        .write_header()
+        .and_then(|mut w| w.write_image_data(rgb))
+        .map_err(|e| err(name, format!("PNG encoding: {e}")))?;
+    Ok(out)
+}
 
 const SIZE: (u32, u32) = (900, 520);
 const PALETTE: [RGBColor; 8] = [
@@ -78,123 +165,139 @@ fn front_2d<'a>(rows: &[&'a Row]) -> Vec<&'a Row> {
 
 /// Top-1 against median latency; marker radius grows with the size ratio; the accuracy-latency front as a
 /// line; the chosen strategy circled.
-pub fn accuracy_latency(rows: &[&Row], chosen: Option<&str>) -> Result<String, ReportError> {
+pub fn accuracy_latency(rows: &[&Row], chosen: Option<&str>) -> Result<Chart, ReportError> {
+    chart!(
+        "accuracy vs latency",
+        SIZE,
+        draw_accuracy_latency(rows, chosen)
+    )
+}
+
+fn draw_accuracy_latency<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[&Row],
+    chosen: Option<&str>,
+) -> Result<(), ReportError> {
     let front = front_2d(rows);
     let name = "accuracy vs latency";
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(name, e))?;
-        let (x0, x1) = extent(rows.iter().map(|r| us(r)));
-        let (y0, y1) = extent(rows.iter().map(|r| r.top1 * 100.0));
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "top-1 vs median latency (marker area: size)",
-                ("sans-serif", 20),
+    let (x0, x1) = extent(rows.iter().map(|r| us(r)));
+    let (y0, y1) = extent(rows.iter().map(|r| r.top1 * 100.0));
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "top-1 vs median latency (marker area: size)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(padded(x0, x1), padded(y0, y1))
+        .map_err(|e| err(name, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("median latency (µs)")
+        .y_desc("top-1 (%)")
+        .draw()
+        .map_err(|e| err(name, e))?;
+    chart
+        .draw_series(rows.iter().map(|r| {
+            let radius = 3.0 + 12.0 * r.size_ratio.clamp(0.0, 1.0).sqrt();
+            Circle::new(
+                (us(r), r.top1 * 100.0),
+                radius as i32,
+                colour(r).mix(0.6).filled(),
             )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(padded(x0, x1), padded(y0, y1))
-            .map_err(|e| err(name, e))?;
+        }))
+        .map_err(|e| err(name, e))?;
+    let mut line: Vec<(f64, f64)> = front.iter().map(|r| (us(r), r.top1 * 100.0)).collect();
+    line.sort_by(|a, b| a.0.total_cmp(&b.0));
+    chart
+        .draw_series(LineSeries::new(line, BLACK.stroke_width(1)))
+        .map_err(|e| err(name, e))?
+        .label("front: nothing faster is more accurate")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    // One legend entry per activation mode present (the markers' colours).
+    let modes: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.act_mode.as_str()).collect();
+    for mode in modes {
+        let c = rows
+            .iter()
+            .find(|r| r.act_mode == mode)
+            .map(|r| colour(r))
+            .unwrap_or(BLACK);
         chart
-            .configure_mesh()
-            .x_desc("median latency (µs)")
-            .y_desc("top-1 (%)")
-            .draw()
-            .map_err(|e| err(name, e))?;
-        chart
-            .draw_series(rows.iter().map(|r| {
-                let radius = 3.0 + 12.0 * r.size_ratio.clamp(0.0, 1.0).sqrt();
-                Circle::new(
-                    (us(r), r.top1 * 100.0),
-                    radius as i32,
-                    colour(r).mix(0.6).filled(),
-                )
-            }))
-            .map_err(|e| err(name, e))?;
-        let mut line: Vec<(f64, f64)> = front.iter().map(|r| (us(r), r.top1 * 100.0)).collect();
-        line.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart
-            .draw_series(LineSeries::new(line, BLACK.stroke_width(1)))
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
             .map_err(|e| err(name, e))?
-            .label("front: nothing faster is more accurate")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
-        // One legend entry per activation mode present (the markers' colours).
-        let modes: std::collections::BTreeSet<&str> =
-            rows.iter().map(|r| r.act_mode.as_str()).collect();
-        for mode in modes {
-            let c = rows
-                .iter()
-                .find(|r| r.act_mode == mode)
-                .map(|r| colour(r))
-                .unwrap_or(BLACK);
-            chart
-                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
-                .map_err(|e| err(name, e))?
-                .label(mode.to_string())
-                .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
-        }
-        if let Some(c) = chosen {
-            chart
-                .draw_series(
-                    rows.iter()
-                        .filter(|r| r.strategy == c)
-                        .map(|r| Circle::new((us(r), r.top1 * 100.0), 18, RED.stroke_width(2))),
-                )
-                .map_err(|e| err(name, e))?
-                .label(format!("chosen: {c}"))
-                .legend(|(x, y)| Circle::new((x + 10, y), 6, RED.stroke_width(2)));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(name, e))?;
-        root.present().map_err(|e| err(name, e))?;
+            .label(mode.to_string())
+            .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
     }
-    Ok(svg)
+    if let Some(c) = chosen {
+        chart
+            .draw_series(
+                rows.iter()
+                    .filter(|r| r.strategy == c)
+                    .map(|r| Circle::new((us(r), r.top1 * 100.0), 18, RED.stroke_width(2))),
+            )
+            .map_err(|e| err(name, e))?
+            .label(format!("chosen: {c}"))
+            .legend(|(x, y)| Circle::new((x + 10, y), 6, RED.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(name, e))?;
+    Ok(())
 }
 
 /// Top-1 against the size ratio.
-pub fn size_accuracy(rows: &[&Row], chosen: Option<&str>) -> Result<String, ReportError> {
+pub fn size_accuracy(rows: &[&Row], chosen: Option<&str>) -> Result<Chart, ReportError> {
+    chart!("size vs accuracy", SIZE, draw_size_accuracy(rows, chosen))
+}
+
+fn draw_size_accuracy<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[&Row],
+    chosen: Option<&str>,
+) -> Result<(), ReportError> {
     let name = "size vs accuracy";
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(name, e))?;
-        let (y0, y1) = extent(rows.iter().map(|r| r.top1 * 100.0));
-        let mut chart = ChartBuilder::on(&root)
-            .caption("top-1 vs serialized size", ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..105f64, padded(y0, y1))
-            .map_err(|e| err(name, e))?;
-        chart
-            .configure_mesh()
-            .x_desc("size (% of FP32)")
-            .y_desc("top-1 (%)")
-            .draw()
-            .map_err(|e| err(name, e))?;
-        chart
-            .draw_series(rows.iter().map(|r| {
-                let style = if Some(r.strategy.as_str()) == chosen {
-                    RED.filled()
-                } else {
-                    colour(r).mix(0.7).filled()
-                };
-                Circle::new((r.size_ratio * 100.0, r.top1 * 100.0), 5, style)
-            }))
-            .map_err(|e| err(name, e))?;
-        root.present().map_err(|e| err(name, e))?;
-    }
-    Ok(svg)
+    let (y0, y1) = extent(rows.iter().map(|r| r.top1 * 100.0));
+    let mut chart = ChartBuilder::on(root)
+        .caption("top-1 vs serialized size", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..105f64, padded(y0, y1))
+        .map_err(|e| err(name, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("size (% of FP32)")
+        .y_desc("top-1 (%)")
+        .draw()
+        .map_err(|e| err(name, e))?;
+    chart
+        .draw_series(rows.iter().map(|r| {
+            let style = if Some(r.strategy.as_str()) == chosen {
+                RED.filled()
+            } else {
+                colour(r).mix(0.7).filled()
+            };
+            Circle::new((r.size_ratio * 100.0, r.top1 * 100.0), 5, style)
+        }))
+        .map_err(|e| err(name, e))?;
+    Ok(())
 }
 
 /// Median latency and top-1 of FP32 and the chosen strategy, one point per run.
-pub fn history(rows: &[&Row], chosen: Option<&str>) -> Result<String, ReportError> {
+pub fn history(rows: &[&Row], chosen: Option<&str>) -> Result<Chart, ReportError> {
+    chart!("history", SIZE, draw_history(rows, chosen))
+}
+
+fn draw_history<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[&Row],
+    chosen: Option<&str>,
+) -> Result<(), ReportError> {
     let name = "history";
     let runs: Vec<&str> = rows
         .iter()
@@ -203,66 +306,74 @@ pub fn history(rows: &[&Row], chosen: Option<&str>) -> Result<String, ReportErro
         .into_iter()
         .collect();
     let series: Vec<&str> = std::iter::once("fp32").chain(chosen).collect();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(name, e))?;
-        let shown: Vec<&&Row> = rows
+    let shown: Vec<&&Row> = rows
+        .iter()
+        .filter(|r| series.contains(&r.strategy.as_str()))
+        .collect();
+    let (y0, y1) = extent(shown.iter().map(|r| us(r)));
+    let mut chart = ChartBuilder::on(root)
+        .caption("median latency over runs", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5f64..(runs.len() as f64 - 0.5), padded(y0, y1))
+        .map_err(|e| err(name, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("run (oldest first)")
+        .y_desc("median latency (µs)")
+        .x_label_formatter(&|x| {
+            runs.get(x.round().max(0.0) as usize)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        })
+        .draw()
+        .map_err(|e| err(name, e))?;
+    for (i, s) in series.iter().enumerate() {
+        let points: Vec<(f64, f64)> = runs
             .iter()
-            .filter(|r| series.contains(&r.strategy.as_str()))
-            .collect();
-        let (y0, y1) = extent(shown.iter().map(|r| us(r)));
-        let mut chart = ChartBuilder::on(&root)
-            .caption("median latency over runs", ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5f64..(runs.len() as f64 - 0.5), padded(y0, y1))
-            .map_err(|e| err(name, e))?;
-        chart
-            .configure_mesh()
-            .x_desc("run (oldest first)")
-            .y_desc("median latency (µs)")
-            .x_label_formatter(&|x| {
-                runs.get(x.round().max(0.0) as usize)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
+            .enumerate()
+            .filter_map(|(x, run)| {
+                rows.iter()
+                    .find(|r| r.run_id == *run && r.strategy == *s)
+                    .map(|r| (x as f64, us(r)))
             })
-            .draw()
-            .map_err(|e| err(name, e))?;
-        for (i, s) in series.iter().enumerate() {
-            let points: Vec<(f64, f64)> = runs
-                .iter()
-                .enumerate()
-                .filter_map(|(x, run)| {
-                    rows.iter()
-                        .find(|r| r.run_id == *run && r.strategy == *s)
-                        .map(|r| (x as f64, us(r)))
-                })
-                .collect();
-            let c = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(|e| err(name, e))?
-                .label(s.to_string())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
-            chart
-                .draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled())))
-                .map_err(|e| err(name, e))?;
-        }
+            .collect();
+        let c = PALETTE[i % PALETTE.len()];
         chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
+            .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+            .map_err(|e| err(name, e))?
+            .label(s.to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled())))
             .map_err(|e| err(name, e))?;
-        root.present().map_err(|e| err(name, e))?;
     }
-    Ok(svg)
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(name, e))?;
+    Ok(())
 }
 
 /// Median latency of every strategy on every target, grouped bars.
-pub fn backends(latest: &BTreeMap<&str, Vec<&Row>>) -> Result<String, ReportError> {
+pub fn backends(latest: &BTreeMap<&str, Vec<&Row>>) -> Result<Chart, ReportError> {
+    let strategies = latest
+        .values()
+        .flatten()
+        .map(|r| r.strategy.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let height = (SIZE.1).max(60 + 18 * strategies as u32 * latest.len() as u32);
+    chart!("back ends", (SIZE.0, height), draw_backends(latest))
+}
+
+fn draw_backends<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    latest: &BTreeMap<&str, Vec<&Row>>,
+) -> Result<(), ReportError> {
     let name = "back ends";
     let strategies: Vec<&str> = latest
         .values()
@@ -272,182 +383,169 @@ pub fn backends(latest: &BTreeMap<&str, Vec<&Row>>) -> Result<String, ReportErro
         .into_iter()
         .collect();
     let targets: Vec<&str> = latest.keys().copied().collect();
-    let max = latest.values().flatten().map(|r| us(r)).fold(0.0, f64::max);
-    let height = (SIZE.1).max(60 + 18 * strategies.len() as u32 * targets.len() as u32);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(name, e))?;
-        let rows = (strategies.len() * targets.len()) as f64;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("median latency per target", ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(20)
-            .build_cartesian_2d(0f64..max * 2.2 + 1e-9, 0f64..rows)
-            .map_err(|e| err(name, e))?;
-        let labels: Vec<String> = strategies
-            .iter()
-            .flat_map(|s| targets.iter().map(move |t| format!("{s} @ {t}")))
-            .collect();
-        chart
-            .configure_mesh()
-            .x_desc("median latency (µs)")
-            .y_labels(0)
-            .disable_y_mesh()
-            .draw()
-            .map_err(|e| err(name, e))?;
-        let mut bars = Vec::new();
-        for (si, s) in strategies.iter().enumerate() {
-            for (ti, t) in targets.iter().enumerate() {
-                if let Some(r) = latest[t].iter().find(|r| r.strategy == *s) {
-                    let y = (si * targets.len() + ti) as f64;
-                    bars.push(Rectangle::new(
-                        [(0.0, y + 0.1), (us(r), y + 0.9)],
-                        PALETTE[ti % PALETTE.len()].filled(),
-                    ));
-                }
+    // A log axis: targets of batch 1 and batch 64 differ by two orders of magnitude, and each bar should
+    // still read against its neighbour on another ISA. Bars start at the axis' left end.
+    let (lo, hi) = extent(latest.values().flatten().map(|r| us(r).max(1e-3)));
+    let (lo, hi) = if hi > lo { (lo, hi) } else { (lo, lo * 2.0) };
+    let left = lo / 2.0;
+    // Room right of the longest bar for its label.
+    let right = hi * 40.0;
+    let n = strategies.len() * targets.len();
+    let mut chart = ChartBuilder::on(root)
+        .caption("median latency per target", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(20)
+        .build_cartesian_2d((left..right).log_scale(), 0f64..n as f64)
+        .map_err(|e| err(name, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("median latency (µs, log scale)")
+        .y_labels(0)
+        .disable_y_mesh()
+        .draw()
+        .map_err(|e| err(name, e))?;
+    // Strategy by strategy from the top, each with one bar per target.
+    let mut bars = Vec::new();
+    let mut texts = Vec::new();
+    for (si, s) in strategies.iter().enumerate() {
+        for (ti, t) in targets.iter().enumerate() {
+            if let Some(r) = latest[t].iter().find(|r| r.strategy == *s) {
+                let y = (n - 1 - (si * targets.len() + ti)) as f64;
+                bars.push(Rectangle::new(
+                    [(left, y + 0.1), (us(r), y + 0.9)],
+                    PALETTE[ti % PALETTE.len()].filled(),
+                ));
+                texts.push(Text::new(
+                    format!("{s} @ {t}  {:.1} µs ({})", us(r), r.isa),
+                    (us(r) * 1.05, y + 0.5),
+                    ("sans-serif", 12),
+                ));
             }
         }
-        chart.draw_series(bars).map_err(|e| err(name, e))?;
-        // Each bar labelled with its strategy, target and median, just right of the bar.
-        let mut texts = Vec::new();
-        for (si, s) in strategies.iter().enumerate() {
-            for (ti, t) in targets.iter().enumerate() {
-                if let Some(r) = latest[t].iter().find(|r| r.strategy == *s) {
-                    let y = (si * targets.len() + ti) as f64 + 0.5;
-                    texts.push(Text::new(
-                        format!(
-                            "{}  {:.1} µs ({})",
-                            labels[si * targets.len() + ti],
-                            us(r),
-                            r.isa
-                        ),
-                        (us(r) + max * 0.01, y),
-                        ("sans-serif", 12),
-                    ));
-                }
-            }
-        }
-        chart.draw_series(texts).map_err(|e| err(name, e))?;
-        root.present().map_err(|e| err(name, e))?;
     }
-    Ok(svg)
+    chart.draw_series(bars).map_err(|e| err(name, e))?;
+    chart.draw_series(texts).map_err(|e| err(name, e))?;
+    Ok(())
 }
 
 /// GOPS per (kernel, shape) as bars, with each kernel's peak as a tick.
-pub fn kernels(bench: &[BenchRow]) -> Result<String, ReportError> {
+pub fn kernels(bench: &[BenchRow]) -> Result<Chart, ReportError> {
+    let height = (SIZE.1).max(60 + 20 * bench.len() as u32);
+    chart!("kernels", (SIZE.0, height), draw_kernels(bench))
+}
+
+fn draw_kernels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    bench: &[BenchRow],
+) -> Result<(), ReportError> {
     let name = "kernels";
     let max = bench
         .iter()
         .map(|b| b.gops.max(b.peak_gops))
         .fold(0.0, f64::max);
-    let height = (SIZE.1).max(60 + 20 * bench.len() as u32);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(name, e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "GEMM throughput (bars) and peak (black ticks)",
-                ("sans-serif", 20),
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "GEMM throughput (bars) and peak (black ticks)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(20)
+        .build_cartesian_2d(0f64..max * 2.0 + 1e-9, 0f64..bench.len() as f64)
+        .map_err(|e| err(name, e))?;
+    let labels: Vec<String> = bench
+        .iter()
+        .map(|b| format!("{} {}x{}x{} t{}", b.kernel, b.m, b.k, b.n, b.threads))
+        .collect();
+    chart
+        .configure_mesh()
+        .x_desc("GOPS")
+        .y_labels(0)
+        .disable_y_mesh()
+        .draw()
+        .map_err(|e| err(name, e))?;
+    chart
+        .draw_series(bench.iter().enumerate().map(|(i, b)| {
+            Rectangle::new(
+                [(0.0, i as f64 + 0.15), (b.gops, i as f64 + 0.85)],
+                PALETTE[i % PALETTE.len()].filled(),
             )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(20)
-            .build_cartesian_2d(0f64..max * 2.0 + 1e-9, 0f64..bench.len() as f64)
-            .map_err(|e| err(name, e))?;
-        let labels: Vec<String> = bench
-            .iter()
-            .map(|b| format!("{} {}x{}x{} t{}", b.kernel, b.m, b.k, b.n, b.threads))
-            .collect();
-        chart
-            .configure_mesh()
-            .x_desc("GOPS")
-            .y_labels(0)
-            .disable_y_mesh()
-            .draw()
-            .map_err(|e| err(name, e))?;
-        chart
-            .draw_series(bench.iter().enumerate().map(|(i, b)| {
-                Rectangle::new(
-                    [(0.0, i as f64 + 0.15), (b.gops, i as f64 + 0.85)],
-                    PALETTE[i % PALETTE.len()].filled(),
-                )
-            }))
-            .map_err(|e| err(name, e))?;
-        chart
-            .draw_series(bench.iter().enumerate().map(|(i, b)| {
-                PathElement::new(
-                    vec![(b.peak_gops, i as f64), (b.peak_gops, i as f64 + 1.0)],
-                    BLACK.stroke_width(2),
-                )
-            }))
-            .map_err(|e| err(name, e))?;
-        chart
-            .draw_series(bench.iter().enumerate().map(|(i, b)| {
-                Text::new(
-                    format!(
-                        "{}  {:.0} GOPS ({:.0} % of peak)",
-                        labels[i],
-                        b.gops,
-                        b.peak_fraction * 100.0
-                    ),
-                    (b.gops.max(b.peak_gops) + max * 0.01, i as f64 + 0.5),
-                    ("sans-serif", 12),
-                )
-            }))
-            .map_err(|e| err(name, e))?;
-        root.present().map_err(|e| err(name, e))?;
-    }
-    Ok(svg)
+        }))
+        .map_err(|e| err(name, e))?;
+    chart
+        .draw_series(bench.iter().enumerate().map(|(i, b)| {
+            PathElement::new(
+                vec![(b.peak_gops, i as f64), (b.peak_gops, i as f64 + 1.0)],
+                BLACK.stroke_width(2),
+            )
+        }))
+        .map_err(|e| err(name, e))?;
+    chart
+        .draw_series(bench.iter().enumerate().map(|(i, b)| {
+            Text::new(
+                format!(
+                    "{}  {:.0} GOPS ({:.0} % of peak)",
+                    labels[i],
+                    b.gops,
+                    b.peak_fraction * 100.0
+                ),
+                (b.gops.max(b.peak_gops) + max * 0.01, i as f64 + 0.5),
+                ("sans-serif", 12),
+            )
+        }))
+        .map_err(|e| err(name, e))?;
+    Ok(())
 }
 
 /// Top-1 drop (points) per layer when that layer alone is quantized: the search's sensitivity probes.
-pub fn sensitivity(probes: &[(String, f64)]) -> Result<String, ReportError> {
+pub fn sensitivity(probes: &[(String, f64)]) -> Result<Chart, ReportError> {
+    chart!("sensitivity", SIZE, draw_sensitivity(probes))
+}
+
+fn draw_sensitivity<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    probes: &[(String, f64)],
+) -> Result<(), ReportError> {
     let name = "sensitivity";
     let max = probes.iter().map(|p| p.1).fold(0.0, f64::max).max(0.1);
     let min = probes.iter().map(|p| p.1).fold(0.0, f64::min);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(name, e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "per-layer sensitivity (each layer alone quantized)",
-                ("sans-serif", 20),
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "per-layer sensitivity (each layer alone quantized)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(20)
+        .build_cartesian_2d(min.min(0.0)..max * 1.35, 0f64..probes.len() as f64)
+        .map_err(|e| err(name, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("top-1 drop (points)")
+        .y_labels(0)
+        .disable_y_mesh()
+        .draw()
+        .map_err(|e| err(name, e))?;
+    // The first layer at the top.
+    let y = |i: usize| (probes.len() - 1 - i) as f64;
+    chart
+        .draw_series(probes.iter().enumerate().map(|(i, p)| {
+            Rectangle::new(
+                [(0.0, y(i) + 0.15), (p.1, y(i) + 0.85)],
+                PALETTE[3].filled(),
             )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(20)
-            .build_cartesian_2d(min.min(0.0)..max * 1.35, 0f64..probes.len() as f64)
-            .map_err(|e| err(name, e))?;
-        chart
-            .configure_mesh()
-            .x_desc("top-1 drop (points)")
-            .y_labels(0)
-            .disable_y_mesh()
-            .draw()
-            .map_err(|e| err(name, e))?;
-        chart
-            .draw_series(probes.iter().enumerate().map(|(i, p)| {
-                Rectangle::new(
-                    [(0.0, i as f64 + 0.15), (p.1, i as f64 + 0.85)],
-                    PALETTE[3].filled(),
-                )
-            }))
-            .map_err(|e| err(name, e))?;
-        // Each bar labelled with its layer and drop, just right of the bar.
-        chart
-            .draw_series(probes.iter().enumerate().map(|(i, p)| {
-                Text::new(
-                    format!("{}  {:.2}", p.0, p.1),
-                    (p.1.max(0.0) + max * 0.01, i as f64 + 0.5),
-                    ("sans-serif", 14),
-                )
-            }))
-            .map_err(|e| err(name, e))?;
-        root.present().map_err(|e| err(name, e))?;
-    }
-    Ok(svg)
+        }))
+        .map_err(|e| err(name, e))?;
+    // Each bar labelled with its layer and drop, just right of the bar.
+    chart
+        .draw_series(probes.iter().enumerate().map(|(i, p)| {
+            Text::new(
+                format!("{}  {:.2}", p.0, p.1),
+                (p.1.max(0.0) + max * 0.01, y(i) + 0.5),
+                ("sans-serif", 14),
+            )
+        }))
+        .map_err(|e| err(name, e))?;
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! A minimal HTML page builder: escaped text, tables, links and images, one inline style sheet, no script
+//! A minimal HTML page builder: escaped text, tables, links and charts (SVG shown, PNG linked), one inline style sheet, no script
 //! and nothing loaded from the network.
 
 /// `&`, `<`, `>` and quotes escaped for text and attribute values.
@@ -20,7 +20,7 @@ pub fn escape(s: &str) -> String {
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:80em}\
 table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}\
 td:first-child,th:first-child{text-align:left}tr.chosen{background:#e6f4e6;font-weight:bold}\
-img{display:block;margin:1em 0;max-width:100%}";
+figure{margin:1em 0}img{display:block;max-width:100%}figcaption{font-size:90%;color:#444}";
 
 pub struct Page {
     body: String,
@@ -57,11 +57,14 @@ impl Page {
         self.body.push_str("</ul>\n");
     }
 
-    pub fn image(&mut self, src: &str, alt: &str) {
+    /// A chart: the SVG shown, with its description and a link to the PNG rendering of it.
+    pub fn chart(&mut self, svg: &str, png: &str, alt: &str) {
         self.body.push_str(&format!(
-            "<img src=\"{}\" alt=\"{}\">\n",
-            escape(src),
-            escape(alt)
+            "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{} (<a href=\"{}\">PNG</a>)</figcaption></figure>\n",
+            escape(svg),
+            escape(alt),
+            escape(alt),
+            escape(png)
         ));
     }
 

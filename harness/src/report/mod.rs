@@ -1,12 +1,14 @@
-//! `harness report`: static HTML pages and SVG charts read from result CSVs (rows only; reports never run
+//! `harness report`: static HTML pages and charts (SVG shown, PNG beside it) read from result CSVs (rows only; reports never run
 //! anything). One index, one page per (suite, model, target), and a kernel page when `harness bench` CSVs are
 //! given. Pages reference their charts by relative path and load no script, style sheet or font from the
 //! network, so the folder works offline from the file system.
 //!
-//! Charts (plotters, SVG backend): accuracy vs latency with the Pareto front (marker area follows the size
-//! ratio), size vs accuracy, the same strategies on each ISA (back-end comparison, on the model page when the
-//! suite has targets on several ISAs), history over runs (one point per run of the chosen strategy and of
-//! FP32), and kernel GOPS per shape against the measured peak.
+//! Charts (plotters; SVG, and PNG with an embedded font): accuracy vs latency with the Pareto front (marker
+//! area follows the size ratio), size vs accuracy, per-layer sensitivity (when the results hold
+//! `sens.<layer>` probes), the same strategies on each target (back-end comparison, a page per model when the
+//! suite has several targets), history over runs (one point per run of the chosen strategy and of FP32),
+//! and kernel GOPS per shape against the measured peak. Tables are ordered by the objective, the chosen
+//! strategy's row highlighted.
 
 mod charts;
 mod html;
@@ -50,10 +52,11 @@ pub struct BenchRow {
     pub peak_fraction: f64,
 }
 
-/// What a report holds: the pages written.
+/// What a report wrote.
 #[derive(Debug, Default)]
 pub struct ReportSummary {
     pub pages: Vec<PathBuf>,
+    /// Chart files: each chart as SVG and as PNG.
     pub charts: Vec<PathBuf>,
 }
 
@@ -282,20 +285,8 @@ fn target_page(
     if let Some(rec) = rec {
         page.paragraph(&format!("Chosen: {}", rec.reason));
     }
-    let mut chart = |name: &str, svg: String, alt: &str, page: &mut html::Page| {
-        let path = dir.join(format!("{stem}--{name}.svg"));
-        std::fs::write(&path, svg).map_err(|source| ReportError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        page.image(
-            path.file_name()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default(),
-            alt,
-        );
-        charts.push(path);
-        Ok::<(), ReportError>(())
+    let mut chart = |name: &str, drawn: charts::Chart, alt: &str, page: &mut html::Page| {
+        write_chart(dir, &format!("{stem}--{name}"), drawn, alt, page, charts)
     };
     chart(
         "pareto",
@@ -309,20 +300,12 @@ fn target_page(
         "top-1 against serialized size (percent of FP32)",
         &mut page,
     )?;
-    // Per-layer sensitivity: the probes of `harness search --algorithm sensitivity` (one layer quantized,
-    // the others FP32: strategies named `...-mix.sens.<layer>`).
-    let probes: Vec<(String, f64)> = latest
-        .iter()
-        .filter_map(|r| {
-            let layer = r.strategy.split_once("-mix.sens.")?.1;
-            Some((layer.to_string(), r.top1_drop * 100.0))
-        })
-        .collect();
+    let probes = sensitivity_probes(all);
     if !probes.is_empty() {
         chart(
             "sensitivity",
             charts::sensitivity(&probes)?,
-            "top-1 drop when each layer alone is quantized (the others FP32)",
+            "top-1 drop when each layer alone is quantized (the others FP32), from the latest run that probed it",
             &mut page,
         )?;
     }
@@ -379,6 +362,69 @@ fn target_page(
     Ok(page.finish())
 }
 
+/// Writes `dir/<stem>.svg` and `dir/<stem>.png`, shows the SVG on `page` with a link to the PNG, and
+/// lists both files in `written`.
+fn write_chart(
+    dir: &Path,
+    stem: &str,
+    chart: charts::Chart,
+    alt: &str,
+    page: &mut html::Page,
+    written: &mut Vec<PathBuf>,
+) -> Result<(), ReportError> {
+    let (svg, png) = (format!("{stem}.svg"), format!("{stem}.png"));
+    for (file, bytes) in [(&svg, chart.svg.as_bytes()), (&png, &chart.png[..])] {
+        let path = dir.join(file);
+        std::fs::write(&path, bytes).map_err(|source| ReportError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
+    }
+    page.chart(&svg, &png, alt);
+    Ok(())
+}
+
+/// Per-layer sensitivity: the probes of `harness search --algorithm sensitivity`, or of a suite's own
+/// `sens.<layer>` maps (one layer quantized, the others FP32: strategies named `...-mix.sens.<layer>`).
+/// Each (layer, bit width) from the latest run that probed it, in the order the layers were first probed;
+/// the label names the width when several were probed.
+fn sensitivity_probes(all: &[&Row]) -> Vec<(String, f64)> {
+    let mut latest: BTreeMap<(&str, u32), &Row> = BTreeMap::new();
+    let mut order: Vec<(&str, u32)> = Vec::new();
+    for r in all {
+        let Some((_, layer)) = r.strategy.split_once("-mix.sens.") else {
+            continue;
+        };
+        let key = (layer, r.weight_bits);
+        match latest.get(&key) {
+            None => {
+                order.push(key);
+                latest.insert(key, r);
+            }
+            Some(seen) if seen.run_id < r.run_id => {
+                latest.insert(key, r);
+            }
+            Some(_) => {}
+        }
+    }
+    let widths = order
+        .iter()
+        .map(|k| k.1)
+        .collect::<std::collections::BTreeSet<_>>();
+    order
+        .iter()
+        .map(|key| {
+            let label = if widths.len() > 1 {
+                format!("{} @ {} bits", key.0, key.1)
+            } else {
+                key.0.to_string()
+            };
+            (label, latest[key].top1_drop * 100.0)
+        })
+        .collect()
+}
+
 fn backend_page(
     suite: &str,
     model: &str,
@@ -396,18 +442,14 @@ fn backend_page(
         "The same strategies on every target of the suite (latest run of each): median latency per target, \
          each bar labelled with the ISA whose kernels ran.",
     );
-    let path = dir.join(format!("{}.svg", file.trim_end_matches(".html")));
-    std::fs::write(&path, charts::backends(&latest)?).map_err(|source| ReportError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    page.image(
-        path.file_name()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default(),
+    write_chart(
+        dir,
+        file.trim_end_matches(".html"),
+        charts::backends(&latest)?,
         "median latency of each strategy on each target",
-    );
-    charts.push(path);
+        &mut page,
+        charts,
+    )?;
     let strategies: std::collections::BTreeSet<&str> = latest
         .values()
         .flatten()
@@ -451,13 +493,14 @@ fn kernels_page(
         "GOPS (2·m·k·n per second) of each kernel per shape, beside the peak of the kernel's own ISA from the \
          measured clock (harness bench).",
     );
-    let path = out.join("kernels.svg");
-    std::fs::write(&path, charts::kernels(bench)?).map_err(|source| ReportError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    page.image("kernels.svg", "GOPS per shape and kernel, and the peak");
-    charts.push(path);
+    write_chart(
+        out,
+        "kernels",
+        charts::kernels(bench)?,
+        "GOPS per shape and kernel, and the peak",
+        &mut page,
+        charts,
+    )?;
     page.table(
         &[
             "op", "dtype", "isa", "kernel", "shape", "threads", "median", "GOPS", "peak", "of peak",
