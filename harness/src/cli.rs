@@ -24,6 +24,7 @@ fastest (or smallest) strategy within an accuracy budget and shows the Pareto fr
 Examples:
   harness run                                   # the built-in quickstart suite (MNIST CNN, int8 PTQ)
   harness run suites/quickstart.toml
+  harness run suites/nightly.toml --fresh --json > run.json   # machine-readable summary; progress on stderr
   harness search suites/quickstart.toml --max-drop 0.002
   harness search --from results/quickstart/20261125-120000-123.csv --objective size
   harness search suites/strategies.toml --target this-cpu --algorithm greedy --objective size --json
@@ -79,6 +80,11 @@ enum Command {
         /// No progress lines on stderr.
         #[arg(long, short)]
         quiet: bool,
+        /// Print one JSON object on stdout instead of the table: suite, run id, the CSV and samples files,
+        /// trials run and reused, every row's key columns, and the strategy the suite's [search] settings
+        /// choose per model and target. Progress stays on stderr (--quiet silences it).
+        #[arg(long)]
+        json: bool,
         /// Measure every trial again instead of reusing the suite's earlier results.
         #[arg(long)]
         fresh: bool,
@@ -273,6 +279,65 @@ fn run_suite(
     )
 }
 
+/// `harness run --json`: the run's files and counts, every row's key columns, and the choice of the suite's
+/// `[search]` settings per model and target.
+fn run_json(
+    suite: &str,
+    search: &harness::suite::spec::SearchSpec,
+    outcome: &runner::RunOutcome,
+) -> serde_json::Value {
+    use serde_json::json;
+    let rows: Vec<serde_json::Value> = outcome
+        .rows
+        .iter()
+        .map(|r| {
+            json!({
+                "model": r.model,
+                "target": r.target,
+                "strategy": r.strategy,
+                "isa": r.isa,
+                "kernel": r.kernel,
+                "top1": r.top1,
+                "top1_drop": r.top1_drop,
+                "size_bytes": r.size_bytes,
+                "size_ratio": r.size_ratio,
+                "latency_median_ns": r.latency_median_ns,
+                "latency_p90_ns": r.latency_p90_ns,
+                "throughput_per_s": r.throughput_per_s,
+                "batch": r.batch,
+                "threads": r.threads,
+            })
+        })
+        .collect();
+    let chosen: Vec<serde_json::Value> =
+        recommend(&outcome.rows, search.objective, search.max_accuracy_drop)
+            .iter()
+            .map(|rec| {
+                json!({
+                    "model": rec.model,
+                    "target": rec.target,
+                    "strategy": rec.best.map(|r| r.strategy.as_str()),
+                    "reason": rec.reason,
+                })
+            })
+            .collect();
+    json!({
+        "suite": suite,
+        "run_id": outcome.csv.file_stem().and_then(|s| s.to_str()),
+        "csv": outcome.csv,
+        "samples": runner::samples::samples_path(&outcome.csv),
+        "trials_run": outcome.trials_run,
+        "trials_reused": outcome.trials_reused,
+        "objective": match search.objective {
+            Objective::Latency => "latency",
+            Objective::Size => "size",
+        },
+        "max_accuracy_drop": search.max_accuracy_drop,
+        "chosen": chosen,
+        "rows": rows,
+    })
+}
+
 /// `I/N` with `I < N`.
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let bad = || format!("`{s}`: expected I/N with 0 <= I < N, e.g. 0/4");
@@ -353,16 +418,17 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             suite,
             results_dir,
             quiet,
+            json,
             fresh,
             shard,
         } => {
-            let outcome = run_suite(
-                load_suite(suite.as_deref())?,
-                results_dir,
-                quiet,
-                fresh,
-                shard,
-            )?;
+            let suite = load_suite(suite.as_deref())?;
+            let (name, search) = (suite.name.clone(), suite.search.clone());
+            let outcome = run_suite(suite, results_dir, quiet, fresh, shard)?;
+            if json {
+                println!("{}", run_json(&name, &search, &outcome));
+                return Ok(());
+            }
             let rows: Vec<_> = outcome.rows.iter().collect();
             println!("{}", summary_table(&rows));
             println!(
