@@ -212,13 +212,15 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write static HTML pages with SVG charts from result CSVs (and `harness bench` CSVs).
+    /// Write static HTML pages with charts (SVG, and PNG beside each) from result CSVs (and `harness bench` CSVs).
     #[command(
         long_about = "Read result CSVs (of `harness run` / `search`; several runs give history charts) and \
         `harness bench` CSVs, and write an offline HTML site into --out: an index, one page per suite, model \
-        and target (top-1 vs latency with the Pareto front and the chosen strategy, size vs top-1, history over \
-        runs, the table ordered by the objective), a back-end page per model when it ran on several targets, \
-        and a kernel page (GOPS per shape against the peak)."
+        and target (top-1 vs latency with the Pareto front and the chosen strategy, size vs top-1, per-layer \
+        sensitivity when the results hold `sens.<layer>` probes, history over runs, the table ordered by the \
+        objective with the chosen row highlighted), a back-end page per model when it ran on several targets, \
+        and a kernel page (GOPS per shape against the peak). Each chart is an SVG shown on its page and a PNG \
+        beside it (text drawn with an embedded font); nothing is loaded from the network."
     )]
     Report {
         /// Result or bench CSV files.
