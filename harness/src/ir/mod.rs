@@ -12,6 +12,7 @@
 //! from constants at import; data-like inputs (Reshape / Expand / Tile shapes, Slice bounds, Resize scales)
 //! stay inputs. Every node has exactly one output (an ONNX Split becomes one node per output).
 
+pub mod equalize;
 pub mod passes;
 
 use std::collections::BTreeMap;
