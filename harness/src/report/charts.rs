@@ -288,9 +288,19 @@ fn draw_size_accuracy<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Median latency and top-1 of FP32 and the chosen strategy, one point per run.
+/// Median latency (top panel) and top-1 (bottom panel) of FP32 and the chosen strategy, one point per run.
 pub fn history(rows: &[&Row], chosen: Option<&str>) -> Result<Chart, ReportError> {
-    chart!("history", SIZE, draw_history(rows, chosen))
+    chart!("history", (SIZE.0, 720), draw_history(rows, chosen))
+}
+
+/// A run id `20261126-043918-354` as `11-26 04:39` (another id as it is).
+fn run_label(id: &str) -> String {
+    let b = id.as_bytes();
+    if b.len() >= 15 && b[8] == b'-' && b.iter().take(8).all(u8::is_ascii_digit) {
+        format!("{}-{} {}:{}", &id[4..6], &id[6..8], &id[9..11], &id[11..13])
+    } else {
+        id.to_string()
+    }
 }
 
 fn draw_history<DB: DrawingBackend>(
@@ -298,7 +308,6 @@ fn draw_history<DB: DrawingBackend>(
     rows: &[&Row],
     chosen: Option<&str>,
 ) -> Result<(), ReportError> {
-    let name = "history";
     let runs: Vec<&str> = rows
         .iter()
         .map(|r| r.run_id.as_str())
@@ -306,37 +315,72 @@ fn draw_history<DB: DrawingBackend>(
         .into_iter()
         .collect();
     let series: Vec<&str> = std::iter::once("fp32").chain(chosen).collect();
-    let shown: Vec<&&Row> = rows
-        .iter()
-        .filter(|r| series.contains(&r.strategy.as_str()))
-        .collect();
-    let (y0, y1) = extent(shown.iter().map(|r| us(r)));
-    let mut chart = ChartBuilder::on(root)
-        .caption("median latency over runs", ("sans-serif", 20))
+    let (top, bottom) = root.split_vertically(root.dim_in_pixel().1 / 2);
+    history_panel(
+        &top,
+        &runs,
+        rows,
+        &series,
+        ("median latency over runs", "median latency (µs)"),
+        us,
+    )?;
+    history_panel(
+        &bottom,
+        &runs,
+        rows,
+        &series,
+        ("top-1 over runs", "top-1 (%)"),
+        |r| r.top1 * 100.0,
+    )
+}
+
+/// One panel of the history chart: `value` of each series' row in each run, runs oldest first.
+fn history_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    runs: &[&str],
+    rows: &[&Row],
+    series: &[&str],
+    (caption, y_desc): (&str, &str),
+    value: fn(&Row) -> f64,
+) -> Result<(), ReportError> {
+    let name = "history";
+    let (y0, y1) = extent(
+        rows.iter()
+            .filter(|r| series.contains(&r.strategy.as_str()))
+            .map(|r| value(r)),
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..(runs.len() as f64 - 0.5), padded(y0, y1))
+        // Integer ranges are inclusive as discrete axes: `0..n-1` is n segments.
+        .build_cartesian_2d(
+            (0..runs.len().saturating_sub(1)).into_segmented(),
+            padded(y0, y1),
+        )
         .map_err(|e| err(name, e))?;
     chart
         .configure_mesh()
         .x_desc("run (oldest first)")
-        .y_desc("median latency (µs)")
-        .x_label_formatter(&|x| {
-            runs.get(x.round().max(0.0) as usize)
-                .map(|s| s.to_string())
-                .unwrap_or_default()
+        .y_desc(y_desc)
+        .x_labels(runs.len().min(8))
+        .x_label_formatter(&|x| match x {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                runs.get(*i).map(|id| run_label(id)).unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
         })
         .draw()
         .map_err(|e| err(name, e))?;
     for (i, s) in series.iter().enumerate() {
-        let points: Vec<(f64, f64)> = runs
+        let points: Vec<(SegmentValue<usize>, f64)> = runs
             .iter()
             .enumerate()
             .filter_map(|(x, run)| {
                 rows.iter()
                     .find(|r| r.run_id == *run && r.strategy == *s)
-                    .map(|r| (x as f64, us(r)))
+                    .map(|r| (SegmentValue::CenterOf(x), value(r)))
             })
             .collect();
         let c = PALETTE[i % PALETTE.len()];
@@ -346,7 +390,7 @@ fn draw_history<DB: DrawingBackend>(
             .label(s.to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
         chart
-            .draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled())))
+            .draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled())))
             .map_err(|e| err(name, e))?;
     }
     chart
