@@ -197,8 +197,18 @@ impl Fp32Executor {
         &self,
         inputs: &[(&str, Tensor)],
     ) -> Result<Vec<(String, Tensor)>, ExecError> {
+        self.run_tensors_observed(inputs, &mut |_, _| {})
+    }
+
+    /// [`Fp32Executor::run_tensors`], calling `observe(value_name, tensor)` for every value a node produces (as
+    /// [`Fp32Executor::run_observed`] does): calibration of models with integer inputs.
+    pub fn run_tensors_observed(
+        &self,
+        inputs: &[(&str, Tensor)],
+        observe: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Vec<(String, Tensor)>, ExecError> {
         let ordered = check_tensor_inputs(&self.graph, inputs)?;
-        self.run_ordered(ordered.into_iter().cloned().collect(), &mut |_, _| {})
+        self.run_ordered(ordered.into_iter().cloned().collect(), observe)
     }
 
     fn run_ordered(

@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use strategies::bits::{pack_bits, pack_codes};
 use strategies::calib::weight_range_mse;
 use strategies::log::{log_params, log_quantize_weights, log_to_int8};
+use strategies::pow2::ScaleConstraint;
 use strategies::{
     ActParams, Granularity, QParams, Scheme, activation_params, quantize_weights, weight_params,
     weight_params_try_with,
@@ -223,6 +224,11 @@ pub(crate) struct QLinear {
     pub(crate) params: QParams,
     /// One packing per convolution group (its `n / group` columns); one for every other layer.
     packed: Vec<PackedB<i8>>,
+    /// Dynamic dense layers whose activation parameters are DynamicQuantizeLinear's (affine, float scale): the
+    /// weights packed for the fused dynamic kernel (`gemm_f32_dyn_i8`), which quantizes A while packing it and
+    /// dequantizes in its epilogue, in one pass over C. On MiniLM's 36 MatMuls this replaced a min-max pass, a
+    /// quantize pass, the u8 GEMM, a row-sum pass, a compensation pass and a dequantize pass per layer.
+    fused_dyn: Option<PackedB<i8>>,
     /// Depthwise static layers (one input channel per output channel): the weights `[taps, c]` minus their zero
     /// points, for the direct loop ([`depthwise_nhwc_acc`]) that replaces one GEMM per channel.
     depthwise: Option<Vec<i32>>,
@@ -456,6 +462,7 @@ fn linear_from_parts(
         full: None,
         params: p.params,
         packed: Vec::new(),
+        fused_dyn: None,
         depthwise: None,
         col_sums: Vec::new(),
         bias: p.bias,
@@ -507,6 +514,15 @@ fn linear_from_parts(
     let flat: Vec<i8> = weights.iter().copied().collect();
     lin.packed = pack_conv_groups(&flat, k, n, groups, act, kernels);
     lin.col_sums = col_sums_i8(&flat, k, n);
+    lin.fused_dyn = fused_dynamic(
+        &lin.shape,
+        &lin.params,
+        &flat,
+        (k, n),
+        act,
+        strategy,
+        kernels,
+    );
     if act == ActMode::Static {
         lin.depthwise = depthwise_weights(&lin.shape, &flat, k, n, &lin.params);
     }
@@ -843,6 +859,9 @@ impl QuantizedModel {
                     }
                     _ if w4 => names.insert(self.kernels.gemm_w4.name()),
                     LinearMode::WeightOnly => names.insert(self.kernels.gemm_f32_w8.name()),
+                    LinearMode::Dynamic if l.fused_dyn.is_some() => {
+                        names.insert(self.kernels.gemm_f32_dyn_i8.name())
+                    }
                     LinearMode::Dynamic | LinearMode::StaticGrouped { .. } => {
                         names.insert(self.kernels.gemm_u8i8.name())
                     }
@@ -933,12 +952,33 @@ impl QuantizedModel {
         })
     }
 
-    /// Runs the model; returns the graph outputs (as f32 / i64 tensors) in graph order.
+    /// Runs the model on f32 inputs; returns the graph outputs (as f32 / i64 tensors) in graph order.
     pub fn run(&self, inputs: &[(&str, ArrayD<f32>)]) -> Result<Vec<(String, Tensor)>, QuantError> {
-        let mut values: HashMap<String, Value> = HashMap::new();
-        for (name, a) in inputs {
-            values.insert(name.to_string(), Value::F32(a.clone()));
-        }
+        self.run_values(
+            inputs
+                .iter()
+                .map(|(name, a)| (name.to_string(), Value::F32(a.clone())))
+                .collect(),
+        )
+    }
+
+    /// Runs the model on inputs of any element type (a BERT encoder's i64 token ids and attention mask).
+    pub fn run_tensors(
+        &self,
+        inputs: &[(&str, Tensor)],
+    ) -> Result<Vec<(String, Tensor)>, QuantError> {
+        self.run_values(
+            inputs
+                .iter()
+                .map(|(name, t)| (name.to_string(), Value::from_tensor(t.clone())))
+                .collect(),
+        )
+    }
+
+    fn run_values(
+        &self,
+        mut values: HashMap<String, Value>,
+    ) -> Result<Vec<(String, Tensor)>, QuantError> {
         // Reads left per value: a value is moved out (and freed) by its last reader, cloned before that.
         let mut left = self.uses.clone();
         let mut last_use = |name: &str| match left.get_mut(name) {
@@ -1086,6 +1126,26 @@ impl QuantizedModel {
                     gemm.gemm(m, a, l.k, &l.packed[gi], scales, zps, c, ng);
                     let bias = l.bias.as_deref().map(|b| &b[cols]);
                     add_bias_relu(c, ng, bias, l.relu);
+                })?;
+                Ok(Value::F32(y))
+            }
+            LinearMode::Dynamic if l.fused_dyn.is_some() => {
+                let fused = l.fused_dyn.as_ref().expect("checked");
+                let x = x.into_f32()?;
+                let gemm = self.kernels.gemm_f32_dyn_i8;
+                let y = run_lowered(l, x.view(), 0.0f32, |_, m, a, c| {
+                    gemm.gemm(
+                        m,
+                        a,
+                        l.k,
+                        fused,
+                        &l.params.scales,
+                        &l.params.zero_points,
+                        l.bias.as_deref(),
+                        l.relu,
+                        c,
+                        l.n,
+                    );
                 })?;
                 Ok(Value::F32(y))
             }
@@ -1994,6 +2054,7 @@ fn linear_from_node(
                 granularity: Granularity::PerTensor,
             },
             packed: Vec::new(),
+            fused_dyn: None,
             depthwise: None,
             col_sums: Vec::new(),
             bias,
@@ -2036,6 +2097,15 @@ fn linear_from_node(
         Granularity::PerGroup(g) => Some(group_weights(&weights, &params, g, strategy, kernels)),
         _ => None,
     };
+    let fused_dyn = fused_dynamic(
+        &shape,
+        &params,
+        &flat,
+        (k, n),
+        strategy.act,
+        strategy,
+        kernels,
+    );
     Ok(Some(QLinear {
         name: node.name.clone(),
         op: node.op.op_type(),
@@ -2052,6 +2122,7 @@ fn linear_from_node(
         grouped,
         half: None,
         full: None,
+        fused_dyn,
         params,
         packed,
         depthwise,
@@ -2114,6 +2185,27 @@ fn conv_groups(shape: &LinearShape) -> usize {
         LinearShape::Conv(a) | LinearShape::ConvNhwc(a) => a.group,
         LinearShape::Dense => 1,
     }
+}
+
+/// The weights packed for the fused dynamic kernel when it computes exactly what the unfused dynamic path
+/// does: a dense layer (one GEMM over every leading dimension, e.g. BERT's `[batch * seq, hidden]`), not per
+/// group of rows, with affine float-scale activation parameters (the kernel's DynamicQuantizeLinear
+/// parameters are [`activation_params`] with `Scheme::Affine` and `ScaleConstraint::Float`).
+fn fused_dynamic(
+    shape: &LinearShape,
+    params: &QParams,
+    flat: &[i8],
+    (k, n): (usize, usize),
+    act: ActMode,
+    strategy: LinearStrategy,
+    kernels: KernelSet,
+) -> Option<PackedB<i8>> {
+    let fits = act == ActMode::Dynamic
+        && matches!(shape, LinearShape::Dense)
+        && !matches!(params.granularity, Granularity::PerGroup(_))
+        && strategy.scheme == Scheme::Affine
+        && strategy.scale == ScaleConstraint::Float;
+    fits.then(|| kernels.gemm_f32_dyn_i8.pack_b(flat, k, n))
 }
 
 /// The `[k, n]` int8 weights packed by the mode's kernel, one packing per convolution group (the group's
