@@ -593,3 +593,49 @@ fn draw_sensitivity<DB: DrawingBackend>(
         .map_err(|e| err(name, e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dark pixels (any channel below 160) in rows `rows` of an RGB PNG.
+    fn dark_rows(png_bytes: &[u8], rows: std::ops::Range<usize>) -> (usize, usize) {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        let w = info.width as usize;
+        let dark = buf[rows.start * w * 3..rows.end * w * 3]
+            .chunks(3)
+            .filter(|p| p.iter().any(|v| *v < 160))
+            .count();
+        (dark, info.height as usize)
+    }
+
+    #[test]
+    fn png_text_is_drawn_by_the_embedded_font() {
+        let probes = vec![("Conv_1".to_string(), 0.5), ("Gemm_10".to_string(), 3.0)];
+        let chart = sensitivity(&probes).unwrap();
+        assert!(chart.png.starts_with(b"\x89PNG\r\n\x1a\n"));
+        // The caption is the only thing drawn in the top 40 rows: no font, no dark pixels there.
+        let (title, height) = dark_rows(&chart.png, 0..40);
+        assert_eq!(height, SIZE.1 as usize);
+        assert!(title > 200, "{title} dark pixels in the title band");
+        // The SVG keeps its text as text, for the browser to render.
+        assert!(chart.svg.matches("<text").count() >= 3);
+        assert!(
+            chart
+                .svg
+                .contains("per-layer sensitivity (each layer alone quantized)")
+        );
+        assert!(chart.svg.contains("Gemm_10  3.00"));
+    }
+
+    #[test]
+    fn run_ids_are_labelled_by_date_and_time() {
+        assert_eq!(run_label("20261126-043918-354"), "11-26 04:39");
+        assert_eq!(run_label("merged"), "merged");
+    }
+}
