@@ -1,6 +1,12 @@
 //! Result rows: one flat, self-describing record per trial, and the CSV files they are appended to.
 //!
 //! The field order of [`Row`] is the column order; units are in the column names; accuracies are fractions.
+//!
+//! What `top1` holds depends on the model's `metric` column: for `top1` (classifiers) the top-1 accuracy on
+//! the labels; for `embedding` (sentence encoders) the mean cosine of the strategy's sentence embeddings to
+//! FP32's, so FP32 scores 1 and `top1_drop` is the cosine drop, which `search`'s `max_accuracy_drop` bounds.
+//! `top1_agreement` is then the nearest-neighbour agreement. `cosine_mean`, `cosine_min` and `nn_agreement` are
+//! filled for embedding models only (empty otherwise, and in files written before they existed).
 //! The runner appends and flushes a row as each trial ends, so an interrupted run keeps what it measured.
 //! Reports and `search --from` only read these files.
 
@@ -57,9 +63,24 @@ pub struct Row {
     pub layer_precision: String,
     pub calib_samples: usize,
     pub eval_samples: usize,
+    /// `top1` (classification) or `embedding` (sentence embeddings); empty in files written before it existed.
+    #[serde(default)]
+    pub metric: String,
+    /// Top-1 accuracy, or the mean cosine to FP32 for embedding models (see the module docs).
     pub top1: f64,
     pub top1_drop: f64,
+    /// Share of samples where the prediction (the nearest neighbour, for embedding models) is FP32's.
     pub top1_agreement: f64,
+    /// Embedding models: the mean over evaluation sentences of the cosine to the FP32 embedding.
+    #[serde(default)]
+    pub cosine_mean: Option<f64>,
+    /// Embedding models: the smallest such cosine.
+    #[serde(default)]
+    pub cosine_min: Option<f64>,
+    /// Embedding models: share of sentences whose nearest other sentence is the one FP32's embeddings give
+    /// (empty for fewer than 3 sentences).
+    #[serde(default)]
+    pub nn_agreement: Option<f64>,
     pub size_bytes: u64,
     pub size_ratio: f64,
     pub latency_median_ns: u64,
@@ -166,9 +187,13 @@ pub(crate) fn sample_row(strategy: &str) -> Row {
         layer_precision: String::new(),
         calib_samples: 1,
         eval_samples: 2,
+        metric: "top1".into(),
         top1: 0.5,
         top1_drop: 0.0,
         top1_agreement: 1.0,
+        cosine_mean: None,
+        cosine_min: None,
+        nn_agreement: None,
         size_bytes: 10,
         size_ratio: 0.25,
         latency_median_ns: 100,
@@ -214,5 +239,59 @@ mod tests {
         assert!(text.starts_with(
             "run_id,suite,model,dataset,target,isa,isa_requested,kernel,strategy,weight_bits"
         ));
+    }
+
+    #[test]
+    fn embedding_columns_round_trip_and_are_empty_for_classifiers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut emb = row("w8");
+        emb.metric = "embedding".into();
+        (emb.cosine_mean, emb.cosine_min, emb.nn_agreement) = (Some(0.995), Some(0.98), Some(0.9));
+        let mut w = CsvAppender::open(&path).unwrap();
+        w.append(&row("fp32")).unwrap();
+        w.append(&emb).unwrap();
+        drop(w);
+        assert_eq!(read_rows(&path).unwrap(), vec![row("fp32"), emb]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let first: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(
+            first[col("cosine_mean")],
+            "",
+            "a classifier's row leaves them empty"
+        );
+        assert_eq!(first[col("nn_agreement")], "");
+    }
+
+    #[test]
+    fn files_without_the_embedding_columns_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.csv");
+        CsvAppender::open(&path)
+            .unwrap()
+            .append(&row("w8"))
+            .unwrap();
+        // Drop the columns this version added, as a file written before them lacks them.
+        let added = ["metric", "cosine_mean", "cosine_min", "nn_agreement"];
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let headers = reader.headers().unwrap().clone();
+        let record = reader.records().next().unwrap().unwrap();
+        let mut out = csv::Writer::from_path(&path).unwrap();
+        let pick = |r: &csv::StringRecord| -> Vec<String> {
+            (0..r.len())
+                .filter(|i| !added.contains(&&headers[*i]))
+                .map(|i| r[i].to_string())
+                .collect()
+        };
+        out.write_record(pick(&headers)).unwrap();
+        out.write_record(pick(&record)).unwrap();
+        drop(out);
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("cosine"));
+        let back = read_rows(&path).unwrap();
+        let mut expected = row("w8");
+        expected.metric = String::new();
+        assert_eq!(back, vec![expected]);
     }
 }

@@ -1,6 +1,14 @@
 //! The runner: prepares a suite (loads and splits data, imports models, resolves kernels: every input error
 //! surfaces here, before a results file is opened), then runs every (model, target, strategy) trial and
 //! appends its row as soon as it is measured.
+//!
+//! Two kinds of models: classifiers (ONNX, `metric = "top1"`) fed f32 samples, scored on their labels; and
+//! sentence encoders (`format = "bert"`, `metric = "embedding"`) fed tokenised sentences, scored against the
+//! FP32 embeddings of the same sentences on the same kernels (computed once per model and kernels): mean and
+//! minimum cosine and nearest-neighbour agreement. An encoder's timed input is the target's `batch` first
+//! evaluation sentences padded to the longest of them. Static calibration of encoders is min-max only and the
+//! PTQ refinements and QAT (which read f32 image batches) are not available for them: a suite asking for them
+//! is an error before anything runs.
 
 pub mod log;
 pub mod measure;
@@ -14,18 +22,21 @@ use std::time::Instant;
 
 use kernels::{KernelSet, select};
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
+use rayon::prelude::*;
 
 use crate::data::{self, DataError, RawData, stratified_split};
 use crate::error::Error;
 use crate::exec::reference::Fp32Executor;
 use crate::ir::{Dim, Graph, Tensor};
+use crate::models::bert::{self, SENTENCE_EMBEDDING};
 use crate::quant::refine::RefineData;
 use crate::quant::serialize::{serialize_fp32, serialize_quantized};
 use crate::quant::strategy::{LinearStrategy, MixedId, MixedPrecision, Refinement};
 use crate::quant::{ActMode, ActivationRanges, QuantizedModel, Strategy};
 use crate::results::{CsvAppender, Row};
-use crate::suite::spec::DataFormat;
-use crate::suite::{DatasetDef, Suite};
+use crate::suite::spec::{DataFormat, Metric, ModelFormat};
+use crate::suite::{DatasetDef, ModelDef, Suite};
+use crate::text::{TokenBatch, Tokenizer, TokenizerOptions, load_text_lines};
 use measure::{LatencyStats, time_runs};
 use provenance::Provenance;
 
@@ -39,9 +50,35 @@ pub struct PreparedData {
     /// `[evaluation samples, features]`.
     pub evaluation: Array2<f32>,
     pub eval_labels: Vec<i64>,
+    /// A text dataset's sentences (the arrays above are then empty).
+    pub text: Option<TextSplit>,
+}
+
+/// A text dataset split: each side keeps the file's order.
+#[derive(Clone, Debug)]
+pub struct TextSplit {
+    pub calibration: Vec<String>,
+    pub evaluation: Vec<String>,
+    /// The dataset's own tokenizer file (else the model folder's `tokenizer.json`).
+    pub tokenizer: Option<PathBuf>,
+    pub max_length: Option<usize>,
 }
 
 impl PreparedData {
+    /// Calibration samples (sentences for text).
+    pub fn calibration_len(&self) -> usize {
+        self.text
+            .as_ref()
+            .map_or(self.calibration.nrows(), |t| t.calibration.len())
+    }
+
+    /// Evaluation samples (sentences for text).
+    pub fn evaluation_len(&self) -> usize {
+        self.text
+            .as_ref()
+            .map_or(self.evaluation.nrows(), |t| t.evaluation.len())
+    }
+
     /// The calibration split in model input batches of at most `chunk` samples.
     pub fn calibration_batches(&self, chunk: usize) -> impl Iterator<Item = ArrayD<f32>> + '_ {
         let n = self.calibration.nrows();
@@ -64,8 +101,30 @@ impl PreparedData {
 pub struct PreparedModel {
     pub name: String,
     pub graph: Graph,
+    /// The input fed with the dataset's samples (`input_ids` for a sentence encoder).
     pub input: String,
     pub dataset: usize,
+    /// A sentence encoder's tokenizer and tokenised sentences (`None` for classifiers).
+    pub text: Option<TextModel>,
+}
+
+/// A sentence encoder's inputs, tokenised once.
+pub struct TextModel {
+    pub tokenizer: Tokenizer,
+    /// The evaluation sentences in batches of `measure.eval_batch`, each padded to its longest sentence.
+    pub eval_batches: Vec<TokenBatch>,
+    /// The calibration sentences, batched the same way.
+    pub calib_batches: Vec<TokenBatch>,
+}
+
+impl PreparedModel {
+    pub fn metric(&self) -> Metric {
+        if self.text.is_some() {
+            Metric::Embedding
+        } else {
+            Metric::Top1
+        }
+    }
 }
 
 /// A suite with everything loaded and checked.
@@ -86,6 +145,7 @@ pub fn prepare_data(def: &DatasetDef, seed: u64) -> Result<PreparedData, Error> 
         DataFormat::Csv => data::load_csv(&def.path, def.label),
         DataFormat::Npy => data::load_npy(&def.path, def.labels.as_deref().expect("validated")),
         DataFormat::Idx => data::load_idx(&def.path, def.labels.as_deref().expect("validated")),
+        DataFormat::Text => return prepare_text(def, seed),
     }
     .map_err(wrap)?;
     let per_sample: usize = def.shape.iter().product();
@@ -113,6 +173,96 @@ pub fn prepare_data(def: &DatasetDef, seed: u64) -> Result<PreparedData, Error> 
         calib_labels: calibration.labels,
         evaluation: evaluation.features,
         eval_labels: evaluation.labels,
+        text: None,
+    })
+}
+
+/// Loads a text dataset and splits its sentences (a seeded shuffle; each side in file order).
+fn prepare_text(def: &DatasetDef, seed: u64) -> Result<PreparedData, Error> {
+    let lines = load_text_lines(&def.path)
+        .map_err(|e| Error::Usage(format!("dataset `{}`: {e}", def.name)))?;
+    // One class: the stratified split is a seeded random split.
+    let split = stratified_split(&vec![0; lines.len()], def.calibration, def.evaluation, seed)
+        .map_err(|e| Error::Suite(def.split_at.error(format!("dataset `{}`: {e}", def.name))))?;
+    let side = |indices: &[usize]| -> Result<Vec<String>, Error> {
+        Ok(lines
+            .select(indices)
+            .map_err(|e| Error::Usage(format!("dataset `{}`: {e}", def.name)))?
+            .sentences)
+    };
+    Ok(PreparedData {
+        name: def.name.clone(),
+        shape: Vec::new(),
+        calibration: Array2::zeros((0, 0)),
+        calib_labels: Vec::new(),
+        evaluation: Array2::zeros((0, 0)),
+        eval_labels: Vec::new(),
+        text: Some(TextSplit {
+            calibration: side(&split.calibration)?,
+            evaluation: side(&split.evaluation)?,
+            tokenizer: def.tokenizer.clone(),
+            max_length: def.max_length,
+        }),
+    })
+}
+
+/// Imports a BERT folder and tokenises its dataset's sentences; checks that one sentence runs.
+fn prepare_bert(
+    def: &ModelDef,
+    data: &PreparedData,
+    kernels: KernelSet,
+    eval_batch: usize,
+) -> Result<PreparedModel, Error> {
+    let fail = |message: String| Error::Model {
+        model: def.name.clone(),
+        message,
+    };
+    let text = data
+        .text
+        .as_ref()
+        .expect("validated: bert models read text datasets");
+    let model = bert::load_bert(&def.path).map_err(|e| fail(e.to_string()))?;
+    let file = text
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| def.path.join("tokenizer.json"));
+    let is_json = file.extension().is_some_and(|e| e == "json");
+    let tokenizer = if is_json {
+        Tokenizer::from_tokenizer_json(&file)
+    } else {
+        Tokenizer::from_vocab_txt(&file, TokenizerOptions::bert_uncased())
+    }
+    .map_err(|e| fail(e.to_string()))?;
+    let positions = model.config.max_position_embeddings;
+    let max_length = text.max_length.unwrap_or(tokenizer.options().max_length);
+    if max_length > positions {
+        return Err(fail(format!(
+            "sequences of {max_length} tokens exceed the model's {positions} positions: set `max_length` on dataset `{}` to at most {positions}",
+            data.name
+        )));
+    }
+    let tokenizer = tokenizer.with_max_length(max_length);
+    let batches = |sentences: &[String]| -> Vec<TokenBatch> {
+        sentences
+            .chunks(eval_batch.max(1))
+            .map(|c| tokenizer.batch(c))
+            .collect()
+    };
+    let (eval_batches, calib_batches) = (batches(&text.evaluation), batches(&text.calibration));
+    // One sentence through the FP32 executor: a model that cannot run fails now, not mid-run.
+    let exec = Fp32Executor::new(&model.graph, kernels).map_err(|e| fail(e.to_string()))?;
+    let one = tokenizer.batch(&text.calibration[..1]);
+    bert::embed(&exec, &one).map_err(|e| fail(e.to_string()))?;
+    Ok(PreparedModel {
+        name: def.name.clone(),
+        graph: model.graph,
+        input: bert::INPUT_IDS.to_string(),
+        dataset: def.dataset,
+        text: Some(TextModel {
+            tokenizer,
+            eval_batches,
+            calib_batches,
+        }),
     })
 }
 
@@ -132,6 +282,24 @@ impl PreparedData {
             })
         })?;
         let mut written = Vec::new();
+        if let Some(text) = &self.text {
+            for (split, sentences) in [
+                ("calibration", &text.calibration),
+                ("evaluation", &text.evaluation),
+            ] {
+                let path = dir.join(format!("{split}.txt"));
+                let mut body = sentences.join("\n");
+                body.push('\n');
+                std::fs::write(&path, body).map_err(|source| {
+                    wrap(DataError::Io {
+                        path: path.clone(),
+                        source,
+                    })
+                })?;
+                written.push(path);
+            }
+            return Ok(written);
+        }
         for (split, samples, labels) in [
             ("calibration", &self.calibration, &self.calib_labels),
             ("evaluation", &self.evaluation, &self.eval_labels),
@@ -171,8 +339,29 @@ impl Prepared {
             let kernels = select(t.isa).map_err(|e| Error::Suite(t.at.error(e.to_string())))?;
             targets.push((t.clone(), kernels));
         }
+        check_text_strategies(&suite)?;
         let mut models = Vec::new();
         for def in &suite.models {
+            if def.format == ModelFormat::Bert {
+                let t = Instant::now();
+                let model = prepare_bert(
+                    def,
+                    &data[def.dataset],
+                    targets[0].1,
+                    suite.measure.eval_batch,
+                )?;
+                check_mixed_layers(&suite, &model)?;
+                if progress {
+                    eprintln!(
+                        "loaded model {} from {} ({:.1} s)",
+                        def.name,
+                        def.path.display(),
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+                models.push(model);
+                continue;
+            }
             let graph = crate::onnx::load_model(&def.path).map_err(|source| Error::Import {
                 model: def.name.clone(),
                 source: Box::new(source),
@@ -225,26 +414,15 @@ impl Prepared {
                     model: def.name.clone(),
                     message: e.to_string(),
                 })?;
-            // Mixed-precision maps name layers: an unknown one is an input error now, not mid-run.
-            let layers = crate::quant::model::linear_layer_names(&graph);
-            for map in &suite.mixed {
-                if let Some(unknown) = map.layers.keys().find(|l| !layers.contains(l)) {
-                    return Err(Error::Model {
-                        model: def.name.clone(),
-                        message: format!(
-                            "mixed-precision map `{}` names layer `{unknown}`, which is not one of its Conv / Gemm / MatMul layers ({})",
-                            map.name,
-                            layers.join(", ")
-                        ),
-                    });
-                }
-            }
-            models.push(PreparedModel {
+            let model = PreparedModel {
                 name: def.name.clone(),
                 graph,
                 input,
                 dataset: def.dataset,
-            });
+                text: None,
+            };
+            check_mixed_layers(&suite, &model)?;
+            models.push(model);
         }
         Ok(Prepared {
             suite,
@@ -255,9 +433,56 @@ impl Prepared {
     }
 }
 
-/// Something that maps an input batch to logits.
+/// Mixed-precision maps name layers: an unknown one is an input error now, not mid-run.
+fn check_mixed_layers(suite: &Suite, model: &PreparedModel) -> Result<(), Error> {
+    let layers = crate::quant::model::linear_layer_names(&model.graph);
+    for map in &suite.mixed {
+        if let Some(unknown) = map.layers.keys().find(|l| !layers.contains(l)) {
+            return Err(Error::Model {
+                model: model.name.clone(),
+                message: format!(
+                    "mixed-precision map `{}` names layer `{unknown}`, which is not one of its Conv / Gemm / MatMul layers ({})",
+                    map.name,
+                    layers.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Sentence encoders are calibrated min-max only (by [`Session`]'s own observer: the calibrators of
+/// `quant::calibrate` take one f32 input) and get no refinement or QAT (their statistics are gathered on f32
+/// image batches): a suite asking for them is an input error.
+fn check_text_strategies(suite: &Suite) -> Result<(), Error> {
+    let Some(model) = suite.models.iter().find(|m| m.format == ModelFormat::Bert) else {
+        return Ok(());
+    };
+    for s in &suite.strategies {
+        let Strategy::Linear(l) = s else { continue };
+        let calibration = l.calibration.unwrap_or(crate::quant::Calibration::MinMax);
+        if l.act == ActMode::Static && calibration != crate::quant::Calibration::MinMax {
+            return Err(Error::Suite(model.at.error(format!(
+                "strategy `{}`: text models are calibrated with minmax only, not `{}` (set `calibration = [\"minmax\"]`)",
+                s.name(),
+                calibration.name()
+            ))));
+        }
+        if l.refinement != Refinement::None {
+            return Err(Error::Suite(model.at.error(format!(
+                "strategy `{}`: the `{}` refinement is not available for text models (use `refinement = [\"none\"]`)",
+                s.name(),
+                l.refinement.name()
+            ))));
+        }
+    }
+    Ok(())
+}
+
+/// A built model: logits of an f32 batch (classifiers), or every output of named tensors (encoders).
 trait Classifier: Sync {
     fn logits(&self, input: &str, batch: ArrayD<f32>) -> Result<ArrayD<f32>, Error>;
+    fn outputs(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, Error>;
 }
 
 impl Classifier for Fp32Executor {
@@ -266,6 +491,11 @@ impl Classifier for Fp32Executor {
             .run(&[(input, batch)])
             .map_err(|e| Error::Run(e.to_string()))?;
         first_f32(out)
+    }
+
+    fn outputs(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
+        self.run_tensors(inputs)
+            .map_err(|e| Error::Run(e.to_string()))
     }
 }
 
@@ -276,6 +506,42 @@ impl Classifier for QuantizedModel {
             .map_err(|e| Error::Run(e.to_string()))?;
         first_f32(out)
     }
+
+    fn outputs(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
+        self.run_tensors(inputs)
+            .map_err(|e| Error::Run(e.to_string()))
+    }
+}
+
+/// The [`SENTENCE_EMBEDDING`] output of one token batch, `[batch, hidden]`.
+fn sentence_embeddings(model: &dyn Classifier, batch: &TokenBatch) -> Result<Array2<f32>, Error> {
+    let outputs = model.outputs(&batch.to_inputs())?;
+    let bad = |what: String| Error::Run(format!("output `{SENTENCE_EMBEDDING}`: {what}"));
+    match outputs.into_iter().find(|(n, _)| n == SENTENCE_EMBEDDING) {
+        Some((_, Tensor::F32(a))) => {
+            let shape = a.shape().to_vec();
+            match a.into_dimensionality() {
+                Ok(e) if shape[0] == batch.len() => Ok(e),
+                _ => Err(bad(format!(
+                    "shape {shape:?} for {} sentences: expected [sentences, hidden]",
+                    batch.len()
+                ))),
+            }
+        }
+        Some((_, t)) => Err(bad(format!("{}, not f32", t.dtype()))),
+        None => Err(bad("the model has no such output".into())),
+    }
+}
+
+/// Sentence embeddings of every batch in order, `[sentences, hidden]`; batches run in parallel (each is
+/// computed alone, so results do not depend on the thread count).
+fn embed_batches(model: &dyn Classifier, batches: &[TokenBatch]) -> Result<Array2<f32>, Error> {
+    let parts: Vec<Array2<f32>> = batches
+        .par_iter()
+        .map(|b| sentence_embeddings(model, b))
+        .collect::<Result<_, Error>>()?;
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Run(e.to_string()))
 }
 
 fn first_f32(outputs: Vec<(String, Tensor)>) -> Result<ArrayD<f32>, Error> {
@@ -394,6 +660,43 @@ pub fn run(prepared: &Prepared, opts: &RunOptions) -> Result<RunOutcome, Error> 
     Ok(session.finish())
 }
 
+/// How well a trial's outputs match: the row's quality columns and the per-sample outcomes.
+struct Quality {
+    /// Top-1 accuracy, or an encoder's mean cosine to FP32.
+    top1: f64,
+    /// Agreement with FP32 (predictions, or nearest neighbours; 1 for fewer than 3 sentences).
+    agreement: f64,
+    /// Per evaluation sample: right label, or unchanged nearest neighbour.
+    correct: Vec<bool>,
+    embedding: Option<crate::text::EmbeddingMetrics>,
+}
+
+/// Min-max ranges of every f32 value of an encoder over its calibration batches (FP32 on `exec`), as fixed
+/// ranges for the static strategies.
+fn observe_min_max(exec: &Fp32Executor, batches: &[TokenBatch]) -> Result<ActivationRanges, Error> {
+    let mut ranges: HashMap<String, (f32, f32)> = HashMap::new();
+    for batch in batches {
+        exec.run_tensors_observed(&batch.to_inputs(), &mut |name, t| {
+            if let Tensor::F32(a) = t {
+                let (lo, hi) = a
+                    .iter()
+                    .filter(|v| v.is_finite())
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    });
+                let e = ranges
+                    .entry(name.to_string())
+                    .or_insert((f32::INFINITY, f32::NEG_INFINITY));
+                *e = (e.0.min(lo), e.1.max(hi));
+            }
+        })
+        .map_err(|e| Error::Run(format!("calibration: {e}")))?;
+    }
+    Ok(ActivationRanges::from_fixed(
+        ranges.into_iter().filter(|(_, (lo, hi))| lo <= hi),
+    ))
+}
+
 /// A built strategy: the classifier, the kernels it runs and its serialized size.
 type Built = (Box<dyn Classifier>, Vec<&'static str>, u64);
 
@@ -418,6 +721,9 @@ pub struct Session<'p> {
     cache: Vec<ModelCache>,
     /// Predictions by (model, strategy, kernels): targets that share kernels share one accuracy pass.
     predictions: HashMap<(usize, String, String), Vec<usize>>,
+    /// Sentence embeddings of the evaluation split, keyed the same way (FP32's are every encoder trial's
+    /// reference).
+    embeddings: HashMap<(usize, String, String), Array2<f32>>,
     /// Trials of this session by key, as indices into `rows`.
     done: HashMap<log::TrialKey, usize>,
     rows: Vec<Row>,
@@ -473,6 +779,7 @@ impl<'p> Session<'p> {
                 .map(|_| ModelCache::default())
                 .collect(),
             predictions: HashMap::new(),
+            embeddings: HashMap::new(),
             done: HashMap::new(),
             rows: Vec::new(),
             trials_run: 0,
@@ -545,13 +852,18 @@ impl<'p> Session<'p> {
         let model = &p.models[m];
         let data = &p.data[model.dataset];
         let n = p.suite.measure.eval_batch.min(data.evaluation.nrows());
+        // Logits of the first evaluation batch, or an encoder's sentence embeddings of its first batch.
+        let first = |c: &dyn Classifier| match &model.text {
+            Some(text) => sentence_embeddings(c, &text.eval_batches[0]).map(|e| e.into_dyn()),
+            None => c.logits(&model.input, data.batch(&data.evaluation, 0..n)),
+        };
         if !self.fp32_logits.contains_key(&(m, t)) {
             let (fp32, _, _) = self.build(m, t, &Strategy::Fp32)?;
-            let logits = fp32.logits(&model.input, data.batch(&data.evaluation, 0..n))?;
+            let logits = first(fp32.as_ref())?;
             self.fp32_logits.insert((m, t), logits);
         }
         let (q, _, _) = self.build(m, t, strategy)?;
-        let logits = q.logits(&model.input, data.batch(&data.evaluation, 0..n))?;
+        let logits = first(q.as_ref())?;
         let reference = &self.fp32_logits[&(m, t)];
         if logits.shape() != reference.shape() {
             return Err(Error::Run(format!(
@@ -610,8 +922,8 @@ impl<'p> Session<'p> {
             isa_requested: kernels.isa_requested.name().to_string(),
             batch: target.batch,
             threads: target.threads,
-            calib_samples: data.calibration.nrows(),
-            eval_samples: data.evaluation.nrows(),
+            calib_samples: data.calibration_len(),
+            eval_samples: data.evaluation_len(),
             seed: p.suite.seed,
             cpu: self.prov.cpu.clone(),
         }
@@ -669,12 +981,18 @@ impl<'p> Session<'p> {
                 (false, Some(s)) => format!("{:.1} s", s.elapsed().as_secs_f64()),
                 (false, None) => String::new(),
             };
+            let quality = match (row.cosine_mean, row.cosine_min) {
+                (Some(mean), Some(min)) => format!(
+                    "cos {mean:.4} (min {min:.4}) nn {:5.1}%",
+                    row.nn_agreement.unwrap_or(f64::NAN) * 100.0
+                ),
+                _ => format!("top1 {:6.2}%", row.top1 * 100.0),
+            };
             eprintln!(
-                "{count} {} / {} / {:<30} top1 {:6.2}%  size {:5.1}%  median {:>9}  ({how})",
+                "{count} {} / {} / {:<30} {quality}  size {:5.1}%  median {:>9}  ({how})",
                 row.model,
                 row.target,
                 row.strategy,
-                row.top1 * 100.0,
                 row.size_ratio * 100.0,
                 measure::format_ns(row.latency_median_ns),
             );
@@ -705,6 +1023,10 @@ impl<'p> Session<'p> {
                 .collect();
             let ranges = if rules.is_empty() {
                 None
+            } else if let Some(text) = &model.text {
+                let exec = Fp32Executor::new(&model.graph, p.targets[0].1)
+                    .map_err(|e| Error::Run(e.to_string()))?;
+                Some(observe_min_max(&exec, &text.calib_batches)?)
             } else {
                 let exec = Fp32Executor::new(&model.graph, p.targets[0].1)
                     .map_err(|e| Error::Run(e.to_string()))?;
@@ -876,6 +1198,95 @@ impl<'p> Session<'p> {
         Ok(pred)
     }
 
+    /// A classifier's top-1 accuracy, its agreement with FP32 on the same kernels, and which samples it got
+    /// right.
+    fn top1_quality(
+        &mut self,
+        m: usize,
+        t: usize,
+        strategy: &Strategy,
+        kernel_names: &[&'static str],
+        classifier: &dyn Classifier,
+    ) -> Result<Quality, Error> {
+        let data = &self.prepared.data[self.prepared.models[m].dataset];
+        let pred = self.predictions(m, strategy, kernel_names, classifier)?;
+        // FP32 predictions on these kernels: the reference for agreement.
+        let reference = if *strategy == Strategy::Fp32 {
+            pred.clone()
+        } else {
+            let (fp32, names, _) = self.build(m, t, &Strategy::Fp32)?;
+            self.predictions(m, &Strategy::Fp32, &names, fp32.as_ref())?
+        };
+        let correct: Vec<bool> = pred
+            .iter()
+            .zip(&data.eval_labels)
+            .map(|(p, l)| *p as i64 == *l)
+            .collect();
+        let top1 = correct.iter().filter(|c| **c).count() as f64 / pred.len() as f64;
+        let agreement = pred
+            .iter()
+            .zip(reference.iter())
+            .filter(|(a, b)| a == b)
+            .count() as f64
+            / pred.len() as f64;
+        Ok(Quality {
+            top1,
+            agreement,
+            correct,
+            embedding: None,
+        })
+    }
+
+    /// Evaluation-split sentence embeddings of a built encoder, memoized by (model, strategy, kernels).
+    fn embeddings(
+        &mut self,
+        m: usize,
+        strategy: &Strategy,
+        kernel_names: &[&'static str],
+        model: &dyn Classifier,
+    ) -> Result<Array2<f32>, Error> {
+        let memo = (m, strategy.name(), kernel_names.join("+"));
+        if let Some(e) = self.embeddings.get(&memo) {
+            return Ok(e.clone());
+        }
+        let text = self.prepared.models[m].text.as_ref().expect("an encoder");
+        let e = embed_batches(model, &text.eval_batches)?;
+        self.embeddings.insert(memo, e.clone());
+        Ok(e)
+    }
+
+    /// An encoder's fidelity to FP32 on the same kernels: mean cosine (the row's `top1`), minimum cosine and
+    /// nearest-neighbour agreement; a sentence counts as right when its nearest neighbour is FP32's.
+    fn embedding_quality(
+        &mut self,
+        m: usize,
+        t: usize,
+        strategy: &Strategy,
+        kernel_names: &[&'static str],
+        model: &dyn Classifier,
+    ) -> Result<Quality, Error> {
+        let candidate = self.embeddings(m, strategy, kernel_names, model)?;
+        let reference = if *strategy == Strategy::Fp32 {
+            candidate.clone()
+        } else {
+            let (fp32, names, _) = self.build(m, t, &Strategy::Fp32)?;
+            self.embeddings(m, &Strategy::Fp32, &names, fp32.as_ref())?
+        };
+        let metrics = crate::text::embedding_metrics(reference.view(), candidate.view())
+            .map_err(|e| Error::Run(format!("model `{}`: {e}", self.prepared.models[m].name)))?;
+        let (r, c) = (
+            crate::text::metrics::nearest_neighbours(reference.view()),
+            crate::text::metrics::nearest_neighbours(candidate.view()),
+        );
+        let correct: Vec<bool> = r.iter().zip(&c).map(|(a, b)| a == b).collect();
+        Ok(Quality {
+            top1: metrics.mean_cosine,
+            agreement: metrics.neighbour_agreement.unwrap_or(1.0),
+            correct,
+            embedding: Some(metrics),
+        })
+    }
+
     /// Builds, evaluates and times one trial. `fp32_top1` is `None` for FP32 itself.
     fn measure(
         &mut self,
@@ -890,41 +1301,39 @@ impl<'p> Session<'p> {
         let data = &p.data[model.dataset];
         let (target, kernels) = &p.targets[t];
         let (classifier, kernel_names, size) = self.build(m, t, strategy)?;
-        let pred = self.predictions(m, strategy, &kernel_names, classifier.as_ref())?;
-        // FP32 predictions on these kernels: the reference for agreement.
-        let reference = if *strategy == Strategy::Fp32 {
-            pred.clone()
-        } else {
-            let (fp32, names, _) = self.build(m, t, &Strategy::Fp32)?;
-            self.predictions(m, &Strategy::Fp32, &names, fp32.as_ref())?
+        let quality = match &model.text {
+            Some(_) => {
+                self.embedding_quality(m, t, strategy, &kernel_names, classifier.as_ref())?
+            }
+            None => self.top1_quality(m, t, strategy, &kernel_names, classifier.as_ref())?,
         };
         let fp32_bytes = serialize_fp32(&model.graph).len() as u64;
-        let correct = pred
-            .iter()
-            .zip(&data.eval_labels)
-            .filter(|(p, l)| **p as i64 == **l)
-            .count();
-        let top1 = correct as f64 / pred.len() as f64;
-        let agree = pred
-            .iter()
-            .zip(reference.iter())
-            .filter(|(a, b)| a == b)
-            .count() as f64
-            / pred.len() as f64;
+        // The timed input: the target's `batch` first evaluation samples (sentences padded to the longest).
         let batch_input = data.batch(
             &data.evaluation,
             0..target.batch.min(data.evaluation.nrows()),
         );
+        let tokens = match (&model.text, &data.text) {
+            (Some(text), Some(split)) => {
+                let n = target.batch.min(split.evaluation.len());
+                Some(text.tokenizer.batch(&split.evaluation[..n]).to_inputs())
+            }
+            _ => None,
+        };
+        let timed = || -> Result<(), Error> {
+            match &tokens {
+                Some(inputs) => classifier.outputs(inputs).map(|_| ()),
+                None => classifier
+                    .logits(&model.input, batch_input.clone())
+                    .map(|_| ()),
+            }
+        };
         let (lat, latency_samples): (LatencyStats, Vec<u64>) = time_runs(
             target.threads,
             suite.measure.warmup,
             suite.measure.repeats,
             std::time::Duration::from_millis(suite.measure.min_time_ms),
-            || {
-                classifier
-                    .logits(&model.input, batch_input.clone())
-                    .map(|_| ())
-            },
+            timed,
         )?;
         // Per-sample outcomes and timing samples, for `harness compare`'s statistical verdicts.
         let outcomes = samples::TrialSamples {
@@ -932,12 +1341,8 @@ impl<'p> Session<'p> {
             model: model.name.clone(),
             target: target.name.clone(),
             strategy: strategy.name(),
-            correct: samples::encode_bits(
-                pred.iter()
-                    .zip(&data.eval_labels)
-                    .map(|(p, l)| *p as i64 == *l),
-            ),
-            eval_samples: pred.len(),
+            correct: samples::encode_bits(quality.correct.iter().copied()),
+            eval_samples: quality.correct.len(),
             latency_ns: latency_samples,
         };
         self.samples.append(&outcomes)?;
@@ -962,11 +1367,15 @@ impl<'p> Session<'p> {
             weight_range: strategy.weight_range().into(),
             refinement: strategy.refinement().into(),
             layer_precision: self.layer_precision(strategy),
-            calib_samples: data.calibration.nrows(),
-            eval_samples: pred.len(),
-            top1,
-            top1_drop: fp32_top1.unwrap_or(top1) - top1,
-            top1_agreement: agree,
+            calib_samples: data.calibration_len(),
+            eval_samples: quality.correct.len(),
+            metric: model.metric().name().to_string(),
+            top1: quality.top1,
+            top1_drop: fp32_top1.unwrap_or(quality.top1) - quality.top1,
+            top1_agreement: quality.agreement,
+            cosine_mean: quality.embedding.map(|e| e.mean_cosine),
+            cosine_min: quality.embedding.map(|e| e.min_cosine),
+            nn_agreement: quality.embedding.and_then(|e| e.neighbour_agreement),
             size_bytes: size,
             size_ratio: size as f64 / fp32_bytes as f64,
             latency_median_ns: lat.median_ns,

@@ -161,9 +161,12 @@ fn explain(
     s
 }
 
-/// The summary table `run` and `search` print: one line per row.
+/// The summary table `run` and `search` print: one line per row. With sentence-embedding rows among them,
+/// three more columns (mean and minimum cosine to FP32, nearest-neighbour agreement), and those rows leave the
+/// top-1 columns blank (their `top1` is the mean cosine again).
 pub fn summary_table(rows: &[&Row]) -> String {
-    let header = [
+    let embeddings = rows.iter().any(|r| r.cosine_mean.is_some());
+    let mut header = vec![
         "model",
         "target",
         "strategy",
@@ -171,30 +174,45 @@ pub fn summary_table(rows: &[&Row]) -> String {
         "top1 %",
         "vs fp32 pts",
         "agree %",
-        "size KiB",
-        "size %",
-        "median",
-        "p90",
-        "per s",
     ];
+    if embeddings {
+        header.extend(["cos mean", "cos min", "nn agree %"]);
+    }
+    header.extend(["size KiB", "size %", "median", "p90", "per s"]);
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            vec![
+            let mut line = vec![
                 r.model.clone(),
                 r.target.clone(),
                 r.strategy.clone(),
                 r.kernel.clone(),
-                format!("{:.2}", r.top1 * 100.0),
-                // `+ 0.0` turns a negative zero into zero, so an equal accuracy prints as +0.00.
-                format!("{:+.2}", -r.top1_drop * 100.0 + 0.0),
-                format!("{:.2}", r.top1_agreement * 100.0),
+            ];
+            match r.cosine_mean {
+                Some(_) => line.extend(["-".to_string(), "-".to_string(), "-".to_string()]),
+                None => line.extend([
+                    format!("{:.2}", r.top1 * 100.0),
+                    // `+ 0.0` turns a negative zero into zero, so an equal accuracy prints as +0.00.
+                    format!("{:+.2}", -r.top1_drop * 100.0 + 0.0),
+                    format!("{:.2}", r.top1_agreement * 100.0),
+                ]),
+            }
+            if embeddings {
+                let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".into(), f);
+                line.extend([
+                    opt(r.cosine_mean, &|v| format!("{v:.4}")),
+                    opt(r.cosine_min, &|v| format!("{v:.4}")),
+                    opt(r.nn_agreement, &|v| format!("{:.1}", v * 100.0)),
+                ]);
+            }
+            line.extend([
                 format!("{:.1}", r.size_bytes as f64 / 1024.0),
                 format!("{:.1}", r.size_ratio * 100.0),
                 format_ns(r.latency_median_ns),
                 format_ns(r.latency_p90_ns),
                 format!("{:.0}", r.throughput_per_s),
-            ]
+            ]);
+            line
         })
         .collect();
     table::render(&header, &body)

@@ -21,11 +21,14 @@ use crate::quant::strategy::{
     Quantizer, Refinement, Strategy, WeightRange,
 };
 use spec::{
-    ActModeSpec, DataFormat, FloatSpec, LabelSpec, Metric, QuantizerSpec, ScaleSpec, SchemeSpec,
-    SearchSpec, SuiteFile, WeightRangeSpec,
+    ActModeSpec, DataFormat, FloatSpec, LabelSpec, Metric, ModelFormat, QuantizerSpec, ScaleSpec,
+    SchemeSpec, SearchSpec, SuiteFile, WeightRangeSpec,
 };
 use strategies::calib::CalibrationMethod;
 use strategies::pow2::ScaleConstraint;
+
+/// A bert model's `path` naming all-MiniLM-L6-v2 wherever `scripts/fetch_minilm.sh` put it.
+pub const MINILM: &str = "minilm";
 
 /// The quickstart suite, compiled in so that `harness run` works with no argument from a checkout.
 pub const EMBEDDED_QUICKSTART: &str = include_str!("../../../suites/quickstart.toml");
@@ -63,8 +66,13 @@ pub struct DatasetDef {
     pub path: PathBuf,
     pub labels: Option<PathBuf>,
     pub label: LabelColumn,
+    /// One sample's shape (empty for `text`).
     pub shape: Vec<usize>,
     pub normalize: Option<Normalize>,
+    /// `text`: a tokenizer replacing the model folder's.
+    pub tokenizer: Option<PathBuf>,
+    /// `text`: the longest token sequence (truncation), `None` for the tokenizer's own.
+    pub max_length: Option<usize>,
     pub calibration: usize,
     pub evaluation: usize,
     /// Where the split sizes were declared, for errors found when the data is loaded.
@@ -74,6 +82,8 @@ pub struct DatasetDef {
 #[derive(Clone, Debug)]
 pub struct ModelDef {
     pub name: String,
+    pub format: ModelFormat,
+    /// The ONNX file, or the BERT folder.
     pub path: PathBuf,
     /// Index into [`Suite::datasets`].
     pub dataset: usize,
@@ -237,6 +247,33 @@ impl Validator<'_> {
         Ok(path)
     }
 
+    /// A BERT folder (`config.json` + `model.safetensors`), or `"minilm"`: the all-MiniLM-L6-v2 copy that
+    /// `scripts/fetch_minilm.sh` fetches.
+    fn bert_folder(
+        &self,
+        value: &toml::Spanned<String>,
+        key: String,
+    ) -> Result<PathBuf, SuiteError> {
+        let at = || self.at(value.span(), key.clone());
+        if value.get_ref() == MINILM {
+            return crate::models::bert::find_minilm_dir().ok_or_else(|| {
+                at().error(
+                    "all-MiniLM-L6-v2 is not installed: run `bash scripts/fetch_minilm.sh` (or set HARNESS_MINILM_DIR to a folder with config.json, model.safetensors and tokenizer.json)",
+                )
+            });
+        }
+        let dir = self.base.join(value.get_ref());
+        for file in ["config.json", "model.safetensors"] {
+            if !dir.join(file).is_file() {
+                return Err(at().error(format!(
+                    "{} is not a BERT folder: {file} not found",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(dir)
+    }
+
     fn validate(&self, file: SuiteFile) -> Result<Suite, SuiteError> {
         let name = file.suite.name.get_ref().trim().to_string();
         if name.is_empty()
@@ -253,8 +290,29 @@ impl Validator<'_> {
         for (i, d) in file.datasets.iter().enumerate() {
             let key = |k: &str| format!("dataset[{i}].{k}");
             let path = self.existing_file(&d.path, key("path"))?;
+            let text = d.format == DataFormat::Text;
+            // Keys that belong to the other kind of dataset.
+            let misplaced: [(&str, Option<Range<usize>>, bool); 6] = [
+                ("labels", d.labels.as_ref().map(|v| v.span()), text),
+                ("label", d.label.as_ref().map(|v| v.span()), text),
+                ("shape", d.shape.as_ref().map(|v| v.span()), text),
+                ("normalize", d.normalize.map(|_| d.path.span()), text),
+                ("tokenizer", d.tokenizer.as_ref().map(|v| v.span()), !text),
+                ("max_length", d.max_length.as_ref().map(|v| v.span()), !text),
+            ];
+            for (k, span, wrong) in misplaced {
+                if let (Some(span), true) = (span, wrong) {
+                    return Err(self.at(span, key(k)).error(if text {
+                        format!(
+                            "text datasets take no `{k}` (sentences have no labels and any length)"
+                        )
+                    } else {
+                        format!("`{k}` is for text datasets only")
+                    }));
+                }
+            }
             let labels = match (&d.format, &d.labels) {
-                (DataFormat::Csv, None) => None,
+                (DataFormat::Csv | DataFormat::Text, None) => None,
                 (DataFormat::Csv, Some(l)) => {
                     return Err(self.at(l.span(), key("labels")).error(
                         "csv datasets keep labels in a column: use `label = \"last\"` instead",
@@ -278,10 +336,30 @@ impl Validator<'_> {
                     )));
                 }
             };
-            if d.shape.get_ref().is_empty() || d.shape.get_ref().contains(&0) {
+            let shape = match &d.shape {
+                None if text => Vec::new(),
+                None => {
+                    return Err(self.at(d.path.span(), key("shape")).error(
+                        "missing: give the positive dimensions of one sample, e.g. [1, 28, 28]",
+                    ));
+                }
+                Some(shape) if shape.get_ref().is_empty() || shape.get_ref().contains(&0) => {
+                    return Err(self.at(shape.span(), key("shape")).error(
+                        "must list the positive dimensions of one sample, e.g. [1, 28, 28]",
+                    ));
+                }
+                Some(shape) => shape.get_ref().clone(),
+            };
+            let tokenizer = match &d.tokenizer {
+                Some(t) => Some(self.existing_file(t, key("tokenizer"))?),
+                None => None,
+            };
+            if let Some(m) = &d.max_length
+                && *m.get_ref() < 3
+            {
                 return Err(self
-                    .at(d.shape.span(), key("shape"))
-                    .error("must list the positive dimensions of one sample, e.g. [1, 28, 28]"));
+                    .at(m.span(), key("max_length"))
+                    .error("must be at least 3 ([CLS], one token, [SEP])"));
             }
             for (split, spec) in [
                 ("calibration", &d.calibration),
@@ -309,8 +387,10 @@ impl Validator<'_> {
                 path,
                 labels,
                 label,
-                shape: d.shape.get_ref().clone(),
+                shape,
                 normalize: d.normalize,
+                tokenizer,
+                max_length: d.max_length.as_ref().map(|m| *m.get_ref()),
                 calibration: *d.calibration.samples.get_ref(),
                 evaluation: *d.evaluation.samples.get_ref(),
                 split_at: self.at(d.calibration.samples.span(), key("calibration.samples")),
@@ -320,7 +400,10 @@ impl Validator<'_> {
         let mut models = Vec::new();
         for (i, m) in file.models.iter().enumerate() {
             let key = |k: &str| format!("model[{i}].{k}");
-            let path = self.existing_file(&m.path, key("path"))?;
+            let path = match m.format {
+                ModelFormat::Onnx => self.existing_file(&m.path, key("path"))?,
+                ModelFormat::Bert => self.bert_folder(&m.path, key("path"))?,
+            };
             let dataset = datasets
                 .iter()
                 .position(|d| d.name == *m.dataset.get_ref())
@@ -344,11 +427,61 @@ impl Validator<'_> {
                     .at(m.name.span(), key("name"))
                     .error("duplicate model name"));
             }
+            let metric = match (&m.metric, m.format) {
+                (Some(metric), _) => *metric.get_ref(),
+                (None, ModelFormat::Onnx) => Metric::Top1,
+                (None, ModelFormat::Bert) => Metric::Embedding,
+            };
+            let metric_at = m.metric.as_ref().map_or(m.path.span(), |v| v.span());
+            let text = datasets[dataset].format == DataFormat::Text;
+            match (m.format, metric, text) {
+                (ModelFormat::Onnx, Metric::Top1, false)
+                | (ModelFormat::Bert, Metric::Embedding, true) => {}
+                (ModelFormat::Bert, Metric::Embedding, false) => {
+                    return Err(self.at(m.dataset.span(), key("dataset")).error(format!(
+                        "a bert model reads sentences: dataset `{}` is not `format = \"text\"`",
+                        m.dataset.get_ref()
+                    )));
+                }
+                (ModelFormat::Onnx, Metric::Top1, true) => {
+                    return Err(self.at(m.dataset.span(), key("dataset")).error(format!(
+                        "text dataset `{}` feeds `format = \"bert\"` models only",
+                        m.dataset.get_ref()
+                    )));
+                }
+                (format, metric, _) => {
+                    return Err(self.at(metric_at, key("metric")).error(format!(
+                        "metric `{}` does not apply to {} models (top1: onnx classifiers on labelled samples; embedding: bert encoders on text)",
+                        metric.name(),
+                        match format {
+                            ModelFormat::Onnx => "onnx",
+                            ModelFormat::Bert => "bert",
+                        }
+                    )));
+                }
+            }
+            if m.format == ModelFormat::Bert {
+                if let Some(input) = &m.input {
+                    return Err(self.at(input.span(), key("input")).error(
+                        "bert models take `input_ids` and `attention_mask` from the tokenizer: leave `input` out",
+                    ));
+                }
+                let has_tokenizer =
+                    datasets[dataset].tokenizer.is_some() || path.join("tokenizer.json").is_file();
+                if !has_tokenizer {
+                    return Err(self.at(m.path.span(), key("path")).error(format!(
+                        "{} has no tokenizer.json: add one, or set `tokenizer` on dataset `{}`",
+                        path.display(),
+                        m.dataset.get_ref()
+                    )));
+                }
+            }
             models.push(ModelDef {
                 name: m.name.get_ref().clone(),
+                format: m.format,
                 path,
                 dataset,
-                metric: m.metric,
+                metric,
                 input: m.input.as_ref().map(|s| s.get_ref().clone()),
                 at: self.at(m.path.span(), key("path")),
             });
@@ -667,6 +800,99 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A suite with a text dataset and a bert model folder (fake files: validation only checks they exist),
+    /// `dataset_extra` added to the dataset table and `model_extra` to the model's.
+    fn text_suite(dataset_extra: &str, model_extra: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.txt"), "One sentence.\nAnother one.\n").unwrap();
+        let bert = dir.path().join("bert");
+        std::fs::create_dir(&bert).unwrap();
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            std::fs::write(bert.join(f), "{}").unwrap();
+        }
+        let text = format!(
+            "[suite]\nname = \"t\"\n\n[[dataset]]\nname = \"d\"\nformat = \"text\"\npath = \"s.txt\"\n\
+             calibration = {{ samples = 1 }}\nevaluation = {{ samples = 1 }}\n{dataset_extra}\n\n\
+             [[model]]\nname = \"m\"\nformat = \"bert\"\npath = \"bert\"\ndataset = \"d\"\n{model_extra}\n"
+        );
+        (dir, text)
+    }
+
+    fn parse_in(dir: &Path, text: &str) -> Result<Suite, SuiteError> {
+        Suite::parse(text, &dir.join("t.toml"), dir)
+    }
+
+    #[test]
+    fn a_text_dataset_feeds_a_bert_model_scored_by_embedding() {
+        let (dir, text) = text_suite("max_length = 64", "");
+        let suite = parse_in(dir.path(), &text).unwrap();
+        let (d, m) = (&suite.datasets[0], &suite.models[0]);
+        assert_eq!(
+            (d.format, d.max_length, d.shape.len()),
+            (DataFormat::Text, Some(64), 0)
+        );
+        assert_eq!((m.format, m.metric), (ModelFormat::Bert, Metric::Embedding));
+        assert_eq!(m.path, dir.path().join("bert"));
+    }
+
+    #[test]
+    fn text_and_image_keys_do_not_mix() {
+        let (dir, text) = text_suite("shape = [1, 2]", "");
+        let e = parse_in(dir.path(), &text).unwrap_err().to_string();
+        assert!(
+            e.contains(":10:")
+                && e.contains("dataset[0].shape")
+                && e.contains("text datasets take no"),
+            "{e}"
+        );
+        let (dir, text) = text_suite("", "metric = \"top1\"");
+        let e = parse_in(dir.path(), &text).unwrap_err().to_string();
+        assert!(
+            e.contains("model[0].metric") && e.contains("does not apply to bert"),
+            "{e}"
+        );
+        let (dir, text) = text_suite("", "input = \"x\"");
+        let e = parse_in(dir.path(), &text).unwrap_err().to_string();
+        assert!(e.contains("model[0].input"), "{e}");
+        // An image dataset without a shape, and `tokenizer` on it.
+        let images = "[suite]\nname = \"t\"\n[[dataset]]\nname = \"d\"\nformat = \"csv\"\npath = \"s.txt\"\n\
+                      calibration = { samples = 1 }\nevaluation = { samples = 1 }\n";
+        let e = parse_in(dir.path(), images).unwrap_err().to_string();
+        assert!(
+            e.contains("dataset[0].shape") && e.contains("missing"),
+            "{e}"
+        );
+        let e = parse_in(
+            dir.path(),
+            &format!("{images}shape = [1]\ntokenizer = \"s.txt\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("dataset[0].tokenizer") && e.contains("text datasets only"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bert_path_must_be_a_model_folder() {
+        let (dir, text) = text_suite("", "");
+        let text = text.replace("path = \"bert\"", "path = \"s.txt\"");
+        let e = parse_in(dir.path(), &text).unwrap_err().to_string();
+        assert!(
+            e.contains("model[0].path") && e.contains("config.json not found"),
+            "{e}"
+        );
+        // A bert model reading an image dataset.
+        let (dir, text) = text_suite("", "");
+        let text = text.replace("format = \"text\"", "format = \"csv\"\nshape = [1]");
+        let e = parse_in(dir.path(), &text).unwrap_err().to_string();
+        assert!(
+            e.contains("model[0].dataset") && e.contains("not `format = \"text\"`"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn key_before_finds_the_key_of_a_value() {

@@ -83,6 +83,9 @@ pub enum DataFormat {
     Npy,
     /// IDX (MNIST / Fashion-MNIST), optionally gzipped: `path` holds the images, `labels` the labels.
     Idx,
+    /// UTF-8 text, one sentence per line (optionally gzipped), for `bert` models: no labels; the sentences are
+    /// tokenised with the model's tokenizer (or `tokenizer`) and padded per batch to the longest one.
+    Text,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -112,8 +115,18 @@ pub struct DatasetSpec {
     /// The label column, for `csv` (`"first"`, `"last"` or an index); default `"last"`.
     #[serde(default)]
     pub label: Option<Spanned<LabelSpec>>,
-    /// The shape of one sample as the model takes it, e.g. `[1, 28, 28]`.
-    pub shape: Spanned<Vec<usize>>,
+    /// The shape of one sample as the model takes it, e.g. `[1, 28, 28]` (not for `text`, whose samples are
+    /// token sequences of any length).
+    #[serde(default)]
+    pub shape: Option<Spanned<Vec<usize>>>,
+    /// `text` only: a `tokenizer.json` or `vocab.txt` (BERT uncased WordPiece) to tokenise with instead of the
+    /// model folder's `tokenizer.json`.
+    #[serde(default)]
+    pub tokenizer: Option<Spanned<String>>,
+    /// `text` only: the longest token sequence, `[CLS]` and `[SEP]` included (longer sentences are truncated);
+    /// default: the tokenizer's (128 for all-MiniLM-L6-v2).
+    #[serde(default)]
+    pub max_length: Option<Spanned<usize>>,
     #[serde(default)]
     pub normalize: Option<Normalize>,
     pub calibration: SplitSpec,
@@ -124,13 +137,27 @@ pub struct DatasetSpec {
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub name: Spanned<String>,
+    /// `onnx`: an ONNX file; `bert`: a folder with `config.json`, `model.safetensors` and `tokenizer.json`
+    /// (HF BERT encoders such as all-MiniLM-L6-v2), or `"minilm"` for the copy `scripts/fetch_minilm.sh`
+    /// fetches (`$HARNESS_MINILM_DIR`, else `~/.cache/harness/minilm`).
+    #[serde(default)]
+    pub format: ModelFormat,
     pub path: Spanned<String>,
     pub dataset: Spanned<String>,
+    /// Default: `top1` for `onnx` models, `embedding` for `bert` ones.
     #[serde(default)]
-    pub metric: Metric,
+    pub metric: Option<Spanned<Metric>>,
     /// The graph input fed with the dataset's samples; default: the model's only input.
     #[serde(default)]
     pub input: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFormat {
+    #[default]
+    Onnx,
+    Bert,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -139,6 +166,19 @@ pub enum Metric {
     /// Classification accuracy: argmax of the first output against the label.
     #[default]
     Top1,
+    /// Fidelity of the sentence embedding to FP32's on the same kernels: mean and minimum cosine over the
+    /// evaluation sentences and nearest-neighbour agreement (`text::metrics`). The rows' `top1` column holds the
+    /// mean cosine (FP32: 1), so `max_accuracy_drop` bounds the cosine drop.
+    Embedding,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Top1 => "top1",
+            Metric::Embedding => "embedding",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

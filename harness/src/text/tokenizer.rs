@@ -300,6 +300,12 @@ impl Tokenizer {
         })
     }
 
+    /// The same tokenizer truncating to `max_length` tokens (`[CLS]` and `[SEP]` included; at least 3).
+    pub fn with_max_length(mut self, max_length: usize) -> Self {
+        self.options.max_length = max_length.max(3);
+        self
+    }
+
     pub fn options(&self) -> &TokenizerOptions {
         &self.options
     }
