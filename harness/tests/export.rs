@@ -92,6 +92,7 @@ fn build(graph: &Graph, name: &str, calib: &ArrayD<f32>) -> QuantizedModel {
         Strategy::Fp32 => panic!("fp32"),
     };
     let exec = Fp32Executor::new(graph, kernels).unwrap();
+    let input = graph.inputs[0].name.as_str();
     let n = calib.shape()[0];
     let batches = || {
         (0..n).step_by(100).map(|s0| {
@@ -106,11 +107,10 @@ fn build(graph: &Graph, name: &str, calib: &ArrayD<f32>) -> QuantizedModel {
             l.calibration.unwrap_or(Calibration::MinMax),
             l.scheme == strategies::Scheme::Symmetric,
         );
-        ActivationRanges::observe_rules(&exec, "input", batches(), &[rule]).unwrap()
+        ActivationRanges::observe_rules(&exec, input, batches(), &[rule]).unwrap()
     });
-    let refine = (l.refinement != harness::quant::Refinement::None).then(|| {
-        RefineData::collect(&exec, graph, "input", batches(), &[l.refinement], 7).unwrap()
-    });
+    let refine = (l.refinement != harness::quant::Refinement::None)
+        .then(|| RefineData::collect(&exec, graph, input, batches(), &[l.refinement], 7).unwrap());
     // A `-mix.<name>` strategy here takes one fixed map: the first conv at 8 bits, the first dense layer in FP32.
     let map = l.mixed.map(|m| harness::quant::strategy::MixedPrecision {
         name: m.name.to_string(),
@@ -427,16 +427,141 @@ fn cli_quantize_then_infer_matches_the_library() {
     assert!(err.contains("w8-static-channel"), "{err}");
 }
 
-/// A graph with an op the exporter does not write (PP-OCR's HardSigmoid, among others) is an error that
-/// names the node and the op, not a panic.
-#[test]
-fn exporting_an_unsupported_op_is_an_error_naming_the_node() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../suites/data/ppocr_cls/ch_ppocr_mobile_v2.0_cls_infer.onnx");
-    let graph = harness::onnx::load_model(&path).unwrap();
-    let err = harness::onnx::export_model(&graph).unwrap_err().to_string();
+fn ppocr_dir() -> PathBuf {
+    root().join("suites/data/ppocr_cls")
+}
+
+/// The 4 reference images of PP-OCR's text-direction classifier, then the same images turned by 180° (both
+/// spatial axes flipped: the other class for this classifier): f32[8, 3, 48, 192].
+fn ppocr_images() -> ArrayD<f32> {
+    let (shape, data) = read_npy_f32(&ppocr_dir().join("reference/input_f32.npy")).unwrap();
+    let x = ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap();
+    let mut turned = x.clone();
+    turned.invert_axis(Axis(2));
+    turned.invert_axis(Axis(3));
+    ndarray::concatenate(Axis(0), &[x.view(), turned.view()]).unwrap()
+}
+
+/// Runs `model` in ONNX Runtime (scripts/check_qdq.py) on `x`; returns the first output and the script's
+/// JSON line.
+fn run_in_ort(model: &Path, x: &ArrayD<f32>, dir: &Path) -> (ArrayD<f32>, String) {
+    let input = dir.join("ort_input.npy");
+    write_npy(&input, x.shape(), &x.iter().copied().collect::<Vec<_>>()).unwrap();
+    let out = dir.join("ort_output.npy");
+    let run = Command::new("python3")
+        .arg(root().join("scripts/check_qdq.py"))
+        .args([model, &input, &out])
+        .output()
+        .unwrap();
     assert!(
-        err.contains("node \"") && err.contains("ONNX export of this op is not implemented"),
-        "{err}"
+        run.status.success(),
+        "{}: check_qdq.py failed: {}",
+        model.display(),
+        String::from_utf8_lossy(&run.stderr)
     );
+    let (shape, data) = read_npy_f32(&out).unwrap();
+    (
+        ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap(),
+        String::from_utf8_lossy(&run.stdout).trim().to_string(),
+    )
+}
+
+/// The f32 initializer `name` of an exported model, as one value.
+fn scalar_initializer(model: &harness::onnx::proto::ModelProto, name: &str) -> f32 {
+    let t = model
+        .graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no initializer {name}"));
+    f32::from_le_bytes(t.raw_data[..4].try_into().unwrap())
+}
+
+/// PP-OCR's text-direction classifier (depthwise and grouped convolutions, HardSigmoid, squeeze-excite blocks,
+/// a legacy opset-11 Softmax) quantized static int8, per channel and per tensor, exported as QDQ: in ONNX
+/// Runtime on the 4 reference inputs and the same turned by 180°, every class equals the harness's quantized
+/// class and every probability is within half a step of the logits' u8 grid.
+///
+/// Bound: both runtimes compute every layer from the same integers, scales and zero points, but round the
+/// requantization differently (ORT's fused QLinearConv / QLinearMatMul vs our multiplier), so a value may
+/// land one u8 step apart and move the next layer by a fraction of its step; by the logits each may be a
+/// step `s` apart. For two classes `dp0 = p0 p1 (d0 - d1)` with `p0 p1 <= 1/4` and `|d0 - d1| <= 2 s`, so
+/// `|dp| <= s / 2`.
+#[test]
+fn ppocr_qdq_export_matches_the_harness_in_onnx_runtime() {
+    if let Some(why) = onnxruntime_missing() {
+        eprintln!(
+            "SKIPPED: onnxruntime is not importable by python3 ({why}); `pip install onnxruntime onnx numpy` runs this test"
+        );
+        return;
+    }
+    let graph = harness::onnx::load_model(&ppocr_dir().join("ch_ppocr_mobile_v2.0_cls_infer.onnx"))
+        .unwrap();
+    // The logits: the classifier's MatMul (its bias Add runs in float on the dequantized product).
+    let logits_value = graph
+        .nodes
+        .iter()
+        .find(|n| n.op.op_type() == "MatMul")
+        .unwrap()
+        .outputs[0]
+        .clone();
+    let x = ppocr_images();
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "w8-static-channel-sym-minmax",
+        "w8-static-tensor-sym-minmax",
+        "w8-static-tensor-affine-minmax",
+    ] {
+        // Calibrated on the 8 images it is run on.
+        let q = build(&graph, name, &x);
+        let ours = logits(q.run(&[("x", x.clone())]).unwrap());
+        let proto = harness::onnx::qdq::export_qdq(&q).unwrap();
+        // Depthwise and grouped convolutions stay grouped Convs, their weights dequantized per channel.
+        let g = proto.graph.as_ref().unwrap();
+        let grouped = g
+            .node
+            .iter()
+            .filter(|n| {
+                n.op_type == "Conv" && n.attribute.iter().any(|a| a.name == "group" && a.i > 1)
+            })
+            .count();
+        assert!(grouped >= 10, "{name}: {grouped} grouped convolutions");
+        let model = dir.path().join(format!("{name}.onnx"));
+        std::fs::write(&model, prost::Message::encode_to_vec(&proto)).unwrap();
+        let (ort, report) = run_in_ort(&model, &x, dir.path());
+        assert_eq!(ort.shape(), ours.shape(), "{name}");
+        let (c_ours, c_ort) = (argmax_rows(&ours), argmax_rows(&ort));
+        let diff = ours
+            .iter()
+            .zip(&ort)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let step = scalar_initializer(&proto, &format!("{logits_value}.scale"));
+        // The logit margin `ln(p0 / p1) = d0 - d1` of each image, in logit steps, harness minus ORT.
+        let margin = |p: &ArrayD<f32>| -> Vec<f32> {
+            p.axis_iter(Axis(0))
+                .map(|r| (r[0].ln() - r[1].ln()) / step)
+                .collect()
+        };
+        let steps: Vec<f32> = margin(&ours)
+            .iter()
+            .zip(margin(&ort))
+            .map(|(a, b)| a - b)
+            .collect();
+        eprintln!(
+            "{name}: {grouped} grouped convs; classes harness {c_ours:?}, ONNX Runtime {c_ort:?}; max |prob diff| {diff:.2e}; margin differences in logit steps ({step:.3e}) {steps:.2?}; {report}"
+        );
+        assert_eq!(c_ours, c_ort, "{name}: classes");
+        // Each logit at most one step apart: margins at most 2 steps, probabilities at most s / 2 (2e-6 steps
+        // of float rounding in the Softmax and the logarithm).
+        assert!(
+            steps.iter().all(|d| d.abs() <= 2.0 + 2e-3),
+            "{name}: margin differences {steps:?} steps"
+        );
+        assert!(
+            diff <= step / 2.0,
+            "{name}: max |prob diff| {diff} > half a logit step {step}"
+        );
+    }
 }

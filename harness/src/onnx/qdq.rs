@@ -18,9 +18,14 @@
 //!   (the same u8 parameters as ours, from the whole tensor's range), float bias;
 //! - weight-only strategies: only the weights go through `DequantizeLinear`; float bias.
 //!
-//! Refused with an error: per-group weights (blocked QDQ needs opset 21 and our groups span a convolution's
+//! Grouped and depthwise convolutions keep their `group` and their `[c_out, c_in / group, kh, kw]` weights,
+//! dequantized per channel (axis 0) or per tensor, as ONNX Runtime's QDQ Conv takes them.
+//!
+//! Refused with an error: per-group (block) weight scales (blocked QDQ needs opset 21 and our groups span a convolution's
 //! `(c, ky, kx)` rows), 16-bit float models, dynamic symmetric or power-of-two activation scales (no single
-//! ONNX op computes them). The opset is at least 13 (per-axis `DequantizeLinear`).
+//! ONNX op computes them). The opset is at least 13 (per-axis `DequantizeLinear`); a model imported at an older
+//! opset is written in opset 13's forms by [`super::export`] (e.g. an opset-11 Softmax as Flatten, Softmax and
+//! Reshape).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +35,7 @@ use prost::Message;
 use strategies::pow2::ScaleConstraint;
 use strategies::{ActParams, Granularity, Scheme};
 
-use super::export::export_model;
+use super::export::{GraphNode, export_mixed};
 use super::proto::{AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto};
 use crate::ir::{self, GemmAttrs, Op};
 use crate::quant::QuantizedModel;
@@ -195,13 +200,18 @@ impl Builder {
             source: Box::new(source),
         };
         let mode = l.layer_mode();
-        if matches!(l.params.granularity, Granularity::PerGroup(_))
-            || matches!(mode, LayerMode::StaticGrouped { .. })
-        {
+        let per_group = match l.params.granularity {
+            Granularity::PerGroup(g) => Some(g),
+            _ => None,
+        };
+        if per_group.is_some() || matches!(mode, LayerMode::StaticGrouped { .. }) {
             return Err(self.unsupported(format!(
-                "layer `{}` has per-group weights ({}); QDQ export takes per-tensor or per-channel weights",
+                "layer `{}` has per-group (block) weight scales ({}{}), which per-tensor or per-axis DequantizeLinear cannot express; QDQ export takes per-tensor or per-channel weights (grouped and depthwise convolutions included)",
                 l.name,
-                l.params.granularity.name()
+                l.params.granularity.name(),
+                per_group.map_or(String::new(), |g| format!(
+                    ", one scale per {g} rows of the reduction axis"
+                )),
             )));
         }
         let name = &l.name;
@@ -464,14 +474,6 @@ pub fn export_qdq(model: &QuantizedModel) -> Result<ModelProto, QdqError> {
     }
     let signature = model.signature();
     let opset = signature.opset.max(QDQ_MIN_OPSET);
-    let ir_nodes: Vec<ir::Node> = b
-        .items
-        .iter()
-        .filter_map(|i| match i {
-            Item::Ir(n) => Some(n.clone()),
-            Item::Proto(_) => None,
-        })
-        .collect();
     let graph = ir::Graph {
         name: signature.name.clone(),
         opset,
@@ -482,22 +484,22 @@ pub fn export_qdq(model: &QuantizedModel) -> Result<ModelProto, QdqError> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        nodes: ir_nodes,
+        nodes: Vec::new(),
     };
-    let mut proto = export_model(&graph).map_err(|e| QdqError::Unsupported {
-        strategy: model.strategy().name(),
-        reason: e.to_string(),
-    })?;
-    let g = proto.graph.as_mut().expect("export writes a graph");
-    let mut ir_protos = std::mem::take(&mut g.node).into_iter();
-    g.node = b
+    let nodes: Vec<GraphNode<'_>> = b
         .items
-        .into_iter()
+        .iter()
         .map(|i| match i {
-            Item::Ir(_) => ir_protos.next().expect("one proto per IR node"),
-            Item::Proto(p) => p,
+            Item::Ir(n) => GraphNode::Ir(n),
+            Item::Proto(p) => GraphNode::Proto(p),
         })
         .collect();
+    let mut proto =
+        export_mixed(&graph, &nodes, &HashMap::new()).map_err(|e| QdqError::Unsupported {
+            strategy: model.strategy().name(),
+            reason: e.to_string(),
+        })?;
+    let g = proto.graph.as_mut().expect("export writes a graph");
     g.initializer.extend(b.initializers);
     proto.doc_string = format!(
         "QDQ export of strategy {} by {} {}",
