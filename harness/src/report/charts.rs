@@ -410,7 +410,8 @@ pub fn backends(latest: &BTreeMap<&str, Vec<&Row>>) -> Result<Chart, ReportError
         .map(|r| r.strategy.as_str())
         .collect::<std::collections::BTreeSet<_>>()
         .len();
-    let height = (SIZE.1).max(60 + 18 * strategies as u32 * latest.len() as u32);
+    // One heading row per strategy and one bar per target under it.
+    let height = (SIZE.1).max(80 + 18 * strategies as u32 * (latest.len() as u32 + 1));
     chart!("back ends", (SIZE.0, height), draw_backends(latest))
 }
 
@@ -433,8 +434,9 @@ fn draw_backends<DB: DrawingBackend>(
     let (lo, hi) = if hi > lo { (lo, hi) } else { (lo, lo * 2.0) };
     let left = lo / 2.0;
     // Room right of the longest bar for its label.
-    let right = hi * 40.0;
-    let n = strategies.len() * targets.len();
+    let right = hi * 12.0;
+    let per = targets.len() + 1;
+    let n = strategies.len() * per;
     let mut chart = ChartBuilder::on(root)
         .caption("median latency per target", ("sans-serif", 20))
         .margin(12)
@@ -449,21 +451,27 @@ fn draw_backends<DB: DrawingBackend>(
         .disable_y_mesh()
         .draw()
         .map_err(|e| err(name, e))?;
-    // Strategy by strategy from the top, each with one bar per target.
+    // Strategy by strategy from the top: its name, then one bar per target.
     let mut bars = Vec::new();
     let mut texts = Vec::new();
     for (si, s) in strategies.iter().enumerate() {
+        let top = (n - si * per) as f64;
+        texts.push(Text::new(
+            s.to_string(),
+            (left, top - 0.25),
+            ("sans-serif", 13).into_font().style(FontStyle::Bold),
+        ));
         for (ti, t) in targets.iter().enumerate() {
             if let Some(r) = latest[t].iter().find(|r| r.strategy == *s) {
-                let y = (n - 1 - (si * targets.len() + ti)) as f64;
+                let y = top - 2.0 - ti as f64;
                 bars.push(Rectangle::new(
                     [(left, y + 0.1), (us(r), y + 0.9)],
                     PALETTE[ti % PALETTE.len()].filled(),
                 ));
                 texts.push(Text::new(
-                    format!("{s} @ {t}  {:.1} µs ({})", us(r), r.isa),
+                    format!("{t}  {:.1} µs ({})", us(r), r.isa),
                     (us(r) * 1.05, y + 0.5),
-                    ("sans-serif", 12),
+                    ("sans-serif", 12).into_font(),
                 ));
             }
         }
