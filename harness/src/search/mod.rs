@@ -83,11 +83,15 @@ pub fn recommend(rows: &[Row], objective: Objective, max_drop: f64) -> Vec<Recom
                 })
                 .collect();
             let best = within.iter().copied().min_by_key(|r| objective_key(r, objective));
+            let smallest = group.iter().map(|r| r.top1_drop).fold(f64::INFINITY, f64::min);
             let reason = match best {
+                None if group.iter().any(|r| r.cosine_mean.is_some()) => format!(
+                    "no strategy keeps the mean cosine to FP32 within {max_drop:.4} of 1; the smallest drop is {smallest:.4}"
+                ),
                 None => format!(
                     "no strategy keeps the top-1 drop within {:.2} points; the smallest drop is {:.2} points",
                     max_drop * 100.0,
-                    group.iter().map(|r| r.top1_drop).fold(f64::INFINITY, f64::min) * 100.0
+                    smallest * 100.0
                 ),
                 Some(b) => explain(b, baseline, &group, within.len(), objective, max_drop),
             };
@@ -118,13 +122,32 @@ fn explain(
         Objective::Latency => "fastest",
         Objective::Size => "smallest",
     };
+    // Sentence-embedding rows: `top1` is the mean cosine to FP32 (see `results`).
+    let embedding = best.cosine_mean.is_some();
+    let (budget, quality) = if embedding {
+        (
+            format!("mean cosine to FP32 stays within {max_drop:.4} of 1"),
+            format!(
+                "mean cosine {:.4} (min {:.4}, nearest neighbour kept for {:.1}% of sentences)",
+                best.top1,
+                best.cosine_min.unwrap_or(f64::NAN),
+                best.nn_agreement.unwrap_or(f64::NAN) * 100.0
+            ),
+        )
+    } else {
+        (
+            format!("top-1 drop stays within {:.2} points", max_drop * 100.0),
+            format!(
+                "top-1 {:.2}% (drop {:.2} points)",
+                best.top1 * 100.0,
+                best.top1_drop * 100.0
+            ),
+        )
+    };
     let mut s = format!(
-        "{} is the {what} of {eligible} strategies (of {}) whose top-1 drop stays within {:.2} points: top-1 {:.2}% (drop {:.2} points), median {} per batch of {}, {:.1}% of the FP32 size",
+        "{} is the {what} of {eligible} strategies (of {}) whose {budget}: {quality}, median {} per batch of {}, {:.1}% of the FP32 size",
         best.strategy,
         group.len(),
-        max_drop * 100.0,
-        best.top1 * 100.0,
-        best.top1_drop * 100.0,
         format_ns(best.latency_median_ns),
         best.batch,
         best.size_ratio * 100.0
@@ -149,13 +172,17 @@ fn explain(
         .min_by_key(|r| objective_key(r, objective))
     {
         s.push_str(&format!(
-            "; {} would be {} but drops {:.2} points",
+            "; {} would be {} but {}",
             r.strategy,
             match objective {
                 Objective::Latency => "faster",
                 Objective::Size => "smaller",
             },
-            r.top1_drop * 100.0
+            if embedding {
+                format!("its mean cosine is {:.4}", r.top1)
+            } else {
+                format!("drops {:.2} points", r.top1_drop * 100.0)
+            }
         ));
     }
     s
