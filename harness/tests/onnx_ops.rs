@@ -4,9 +4,15 @@
 //! tolerance written (and justified) in the case's `case.toml`: `|ours - ort| <= atol + rtol * |ort|`.
 //! Integer and boolean outputs must match exactly. Also checks that every op the importer lists has a
 //! fixture, and, where a case says so, which ops the import leaves after folding.
+//!
+//! Export round trip: every fixture's imported graph is exported ([`onnx::export::export_model_typed`]),
+//! imported again to the same IR, and run by ONNX Runtime (`scripts/run_onnx_dir.py`, one process for all
+//! cases) within the case's tolerance of the fixture's ONNX Runtime outputs (skipped, saying so, without
+//! `python3 -c "import onnxruntime"`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use harness::exec::Fp32Executor;
 use harness::ir::Tensor;
@@ -239,5 +245,132 @@ fn fixtures_are_small() {
     assert!(
         total < 2 * 1024 * 1024,
         "suites/data/onnx_ops is {total} bytes"
+    );
+}
+
+/// The element type an input `.npy` file holds, as the exported graph declares it.
+fn npy_elem_type(path: &Path) -> onnx::export::ElemType {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    match npy.dtype().descr().trim_matches('\'') {
+        "<f4" => onnx::export::ElemType::F32,
+        "<i8" => onnx::export::ElemType::I64,
+        "<i4" => onnx::export::ElemType::I32,
+        "|b1" => onnx::export::ElemType::Bool,
+        other => panic!("{}: unexpected dtype {other}", path.display()),
+    }
+}
+
+#[test]
+fn every_fixture_round_trips_through_export_and_onnx_runtime() {
+    match Command::new("python3")
+        .args(["-c", "import onnxruntime, numpy"])
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        other => {
+            eprintln!(
+                "SKIPPED: python3 cannot import onnxruntime and numpy ({:?}); `pip install onnxruntime onnx numpy` runs this test",
+                other.map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+            );
+            return;
+        }
+    }
+    let dirs = case_dirs();
+    let out = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let mut cases = Vec::new();
+    for dir in &dirs {
+        let text = std::fs::read_to_string(dir.join("case.toml")).unwrap();
+        let case: Case = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let label = format!("{}/{}", case.op, case.variant);
+        let key = format!("{}__{}", case.op, case.variant);
+        let result = (|| -> Result<(), String> {
+            let graph =
+                onnx::load_model(&dir.join("model.onnx")).map_err(|e| format!("import: {e}"))?;
+            let types: HashMap<String, onnx::export::ElemType> = case
+                .inputs
+                .iter()
+                .map(|n| {
+                    (
+                        n.clone(),
+                        npy_elem_type(&dir.join(format!("r0.in.{n}.npy"))),
+                    )
+                })
+                .collect();
+            let proto = onnx::export::export_model_typed(&graph, &types)
+                .map_err(|e| format!("export: {e}"))?;
+            let back = onnx::import_model(&proto, Path::new(&key))
+                .map_err(|e| format!("re-import: {e}"))?;
+            if back != graph {
+                return Err(format!(
+                    "re-imported graph differs:\n  ours  {:?}\n  back  {:?}",
+                    graph.nodes, back.nodes
+                ));
+            }
+            let case_dir = out.path().join(&key);
+            std::fs::create_dir(&case_dir).unwrap();
+            std::fs::write(
+                case_dir.join("model.onnx"),
+                prost::Message::encode_to_vec(&proto),
+            )
+            .unwrap();
+            for run in 0..case.runs {
+                for n in &case.inputs {
+                    let f = format!("r{run}.in.{n}.npy");
+                    std::fs::copy(dir.join(&f), case_dir.join(&f)).unwrap();
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => cases.push((dir, case, label, key)),
+            Err(e) => failures.push(format!("{label}: {e}")),
+        }
+    }
+    let run = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/run_onnx_dir.py"))
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "run_onnx_dir.py: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    for (dir, case, label, key) in &cases {
+        let result = (|| -> Result<(), String> {
+            match report["cases"][key].as_str() {
+                Some("ok") => {}
+                other => return Err(format!("ONNX Runtime: {other:?}")),
+            }
+            for run in 0..case.runs {
+                for name in &case.outputs {
+                    let got =
+                        read_tensor(&out.path().join(key).join(format!("r{run}.ort.{name}.npy")));
+                    let want = read_tensor(&dir.join(format!("r{run}.out.{name}.npy")));
+                    compare(&got, &want, case.atol, case.rtol)
+                        .map_err(|e| format!("run {run}, output \"{name}\": {e}"))?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            failures.push(format!("{label}: {e}"));
+        }
+    }
+    eprintln!(
+        "{} of {} fixtures exported, re-imported to the same IR and matched by ONNX Runtime {}",
+        dirs.len() - failures.len(),
+        dirs.len(),
+        report["onnxruntime"]
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
     );
 }

@@ -24,7 +24,8 @@
 //! int64 when it holds an i64 initializer. Graph input types can be given ([`export_model_typed`]) where the
 //! graph alone cannot tell (an `Add` of two int64 inputs).
 //!
-//! Tensors go in `raw_data` (little-endian); initializers are not listed as graph inputs; a graph output that
+//! Tensors go in `raw_data` (little-endian); initializers are not listed as graph inputs; graph inputs and
+//! outputs always declare a shape (an empty IR shape as a scalar's), as ONNX's checker requires; a graph output that
 //! is an initializer (a fully folded graph) is written through an `Identity`. The IR version is the lowest
 //! one that carries the opset (ONNX's versioning table), at least 7.
 
@@ -342,8 +343,9 @@ fn value_info(v: &ir::ValueInfo, ty: ElemType) -> ValueInfoProto {
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
                 elem_type: ty.data_type() as i32,
-                // The importer records an absent shape (unknown rank) as an empty one.
-                shape: (!v.shape.is_empty()).then_some(TensorShapeProto { dim }),
+                // An empty IR shape is a scalar or (from a file without one) an unknown rank; ONNX's checker
+                // requires a shape on graph inputs and outputs, so it is written as a scalar's.
+                shape: Some(TensorShapeProto { dim }),
             })),
             denotation: String::new(),
         }),
