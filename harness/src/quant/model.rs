@@ -512,7 +512,6 @@ fn linear_from_parts(
     }
     let weights = lin.int8_weights()?;
     let flat: Vec<i8> = weights.iter().copied().collect();
-    lin.packed = pack_conv_groups(&flat, k, n, groups, act, kernels);
     lin.col_sums = col_sums_i8(&flat, k, n);
     lin.fused_dyn = fused_dynamic(
         &lin.shape,
@@ -523,6 +522,10 @@ fn linear_from_parts(
         strategy,
         kernels,
     );
+    // The fused kernel's packing replaces the u8 GEMM's (the layer never calls that GEMM).
+    if lin.fused_dyn.is_none() {
+        lin.packed = pack_conv_groups(&flat, k, n, groups, act, kernels);
+    }
     if act == ActMode::Static {
         lin.depthwise = depthwise_weights(&lin.shape, &flat, k, n, &lin.params);
     }
@@ -2089,7 +2092,6 @@ fn linear_from_node(
     };
     let (k, n) = weights.dim();
     let flat: Vec<i8> = weights.iter().copied().collect();
-    let packed = pack_conv_groups(&flat, k, n, groups, strategy.act, kernels);
     let depthwise = (strategy.act == ActMode::Static)
         .then(|| depthwise_weights(&shape, &flat, k, n, &params))
         .flatten();
@@ -2106,6 +2108,11 @@ fn linear_from_node(
         strategy,
         kernels,
     );
+    // The fused kernel's packing replaces the u8 GEMM's (the layer never calls that GEMM).
+    let packed = match fused_dyn {
+        Some(_) => Vec::new(),
+        None => pack_conv_groups(&flat, k, n, groups, strategy.act, kernels),
+    };
     Ok(Some(QLinear {
         name: node.name.clone(),
         op: node.op.op_type(),
