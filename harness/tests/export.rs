@@ -565,3 +565,112 @@ fn ppocr_qdq_export_matches_the_harness_in_onnx_runtime() {
         );
     }
 }
+
+/// A one-node graph over f32 input `x` (and initializers), output `y`.
+fn one_node(opset: i64, op: harness::ir::Op, extra: &[(&str, Tensor)]) -> Graph {
+    use harness::ir::{Dim, Node, ValueInfo};
+    let info = |name: &str| ValueInfo {
+        name: name.to_string(),
+        shape: vec![Dim::Fixed(2), Dim::Fixed(3)],
+    };
+    Graph {
+        name: "one".into(),
+        opset,
+        inputs: vec![info("x")],
+        outputs: vec![info("y")],
+        initializers: extra
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect(),
+        nodes: vec![Node {
+            name: "the_node".into(),
+            op,
+            inputs: std::iter::once("x")
+                .chain(extra.iter().map(|(n, _)| *n))
+                .map(String::from)
+                .collect(),
+            outputs: vec!["y".into()],
+        }],
+    }
+}
+
+/// IR nodes whose meaning the graph's opset cannot express, and a graph whose types contradict each other,
+/// are errors that name the node, the op and the reason, not files ONNX Runtime refuses or misreads.
+#[test]
+fn exporting_a_node_without_an_onnx_form_is_an_error_naming_it() {
+    use harness::ir::{Op, UnaryOp};
+    let cond = Tensor::F32(ArrayD::zeros(IxDyn(&[2, 3])));
+    let other = Tensor::F32(ArrayD::zeros(IxDyn(&[2, 3])));
+    for (graph, says) in [
+        (
+            one_node(13, Op::Unary(UnaryOp::HardSwish), &[]),
+            "(HardSwish): no ONNX form in opset 13: HardSwish is in the default domain from opset 14",
+        ),
+        (
+            one_node(
+                16,
+                Op::LayerNormalization {
+                    axis: -1,
+                    epsilon: 1e-5,
+                },
+                &[],
+            ),
+            "(LayerNormalization): no ONNX form in opset 16",
+        ),
+        (
+            one_node(
+                11,
+                Op::Softmax {
+                    axis: 0,
+                    legacy: false,
+                },
+                &[],
+            ),
+            "(Softmax): no ONNX form in opset 11",
+        ),
+        (
+            one_node(
+                14,
+                Op::Shape {
+                    start: 1,
+                    end: None,
+                },
+                &[],
+            ),
+            "(Shape): no ONNX form in opset 14: Shape takes start / end from opset 15",
+        ),
+        // Where's condition must be bool; `a` is an f32 initializer.
+        (
+            {
+                let mut g = one_node(13, Op::Where, &[("a", cond), ("b", other)]);
+                g.nodes[0].inputs = vec!["a".into(), "x".into(), "b".into()];
+                g
+            },
+            "value \"a\" must be bool, but the graph already makes it float",
+        ),
+    ] {
+        let err = harness::onnx::export_model(&graph).unwrap_err().to_string();
+        assert!(
+            err.contains("node \"the_node\"") && err.contains(says),
+            "{err}"
+        );
+    }
+    // A legacy (opset 11) Softmax over a non-last axis, in opset 13: Flatten, Softmax, Reshape.
+    let g = one_node(
+        13,
+        Op::Softmax {
+            axis: 1,
+            legacy: true,
+        },
+        &[],
+    );
+    let ops: Vec<String> = harness::onnx::export_model(&g)
+        .unwrap()
+        .graph
+        .unwrap()
+        .node
+        .into_iter()
+        .map(|n| n.op_type)
+        .collect();
+    assert_eq!(ops, ["Shape", "Flatten", "Softmax", "Reshape"]);
+}
