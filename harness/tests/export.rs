@@ -674,3 +674,71 @@ fn exporting_a_node_without_an_onnx_form_is_an_error_naming_it() {
         .collect();
     assert_eq!(ops, ["Shape", "Flatten", "Softmax", "Reshape"]);
 }
+
+/// `harness quantize --out --qdq` on PP-OCR: the `.qhq` (whose embedded graph holds HardSigmoid, Clip, Div
+/// and the other unquantized nodes) runs through `harness infer`, and the QDQ file in ONNX Runtime gives the
+/// same classes on the 8 images, within the two logit steps of the library test above.
+#[test]
+fn cli_quantize_writes_a_ppocr_qdq_model_onnx_runtime_runs() {
+    use std::ffi::OsStr;
+    if let Some(why) = onnxruntime_missing() {
+        eprintln!(
+            "SKIPPED: onnxruntime is not importable by python3 ({why}); `pip install onnxruntime onnx numpy` runs this test"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let x = ppocr_images();
+    let images = dir.path().join("images.npy");
+    write_npy(&images, x.shape(), &x.iter().copied().collect::<Vec<_>>()).unwrap();
+    let (qhq, qdq) = (dir.path().join("cls.qhq"), dir.path().join("cls.qdq.onnx"));
+    let model = ppocr_dir().join("ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    let out = harness_bin(&[
+        OsStr::new("quantize"),
+        model.as_os_str(),
+        OsStr::new("--strategy"),
+        OsStr::new("w8-static-channel-sym-minmax"),
+        OsStr::new("--calib"),
+        images.as_os_str(),
+        OsStr::new("--out"),
+        qhq.as_os_str(),
+        OsStr::new("--qdq"),
+        qdq.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probs_dir = dir.path().join("out");
+    let input = format!("x={}", images.display());
+    let out = harness_bin(&[
+        OsStr::new("infer"),
+        qhq.as_os_str(),
+        OsStr::new("--input"),
+        OsStr::new(&input),
+        OsStr::new("--out"),
+        probs_dir.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (shape, data) =
+        read_npy_f32(&probs_dir.join("save_infer_model_scale_0.tmp_1.npy")).unwrap();
+    let ours = ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap();
+    let (ort, _) = run_in_ort(&qdq, &x, dir.path());
+    assert_eq!(argmax_rows(&ours), argmax_rows(&ort));
+    let diff = ours
+        .iter()
+        .zip(&ort)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    // Half a step of the classifier MatMul's output (the logits before their bias), as the library test.
+    let proto = harness::onnx::decode_model(&std::fs::read(&qdq).unwrap(), &qdq).unwrap();
+    let step = scalar_initializer(&proto, "linear_1.tmp_0.scale");
+    assert!(
+        diff <= step / 2.0,
+        "max |prob diff| {diff}, logit step {step}"
+    );
+}
