@@ -639,6 +639,19 @@ fn exporting_a_node_without_an_onnx_form_is_an_error_naming_it() {
             ),
             "(Shape): no ONNX form in opset 14: Shape takes start / end from opset 15",
         ),
+        (
+            one_node(
+                13,
+                Op::Split {
+                    axis: 0,
+                    sizes: None,
+                    parts: 2,
+                    index: 2,
+                },
+                &[],
+            ),
+            "(Split): no ONNX form in opset 13: output 2 of a Split into 2 parts",
+        ),
         // Where's condition must be bool; `a` is an f32 initializer.
         (
             {

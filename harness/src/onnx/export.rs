@@ -169,6 +169,22 @@ pub(crate) fn export_mixed(
             .map(|(name, t)| typed_tensor_proto(name, t, types.of(name)))
             .collect::<Result<Vec<_>, _>>()?,
     };
+    for n in nodes {
+        if let GraphNode::Ir(n) = n
+            && let Op::Split {
+                sizes,
+                parts,
+                index,
+                ..
+            } = &n.op
+            && (index >= parts || sizes.as_ref().is_some_and(|s| s.len() != *parts))
+        {
+            return Err(w.no_form(
+                n,
+                format!("output {index} of a Split into {parts} parts with sizes {sizes:?}"),
+            ));
+        }
+    }
     let splits = split_groups(nodes);
     let mut out = Vec::with_capacity(nodes.len());
     for (i, node) in nodes.iter().enumerate() {
@@ -702,7 +718,7 @@ fn split_groups(nodes: &[GraphNode<'_>]) -> HashMap<usize, SplitGroup> {
         let found = open
             .iter()
             .copied()
-            .find(|&first| same(first) && groups[&first].outputs[*index].is_none());
+            .find(|&first| same(first) && groups[&first].outputs.get(*index) == Some(&None));
         let first = match found {
             Some(first) => first,
             None => {
