@@ -11,12 +11,15 @@
 //!   output the importer dropped as unused; from opset 18 an unsized Split says `num_outputs`;
 //! - attributes an opset does not know are left out when they hold their default (MaxPool `dilations` /
 //!   `ceil_mode` before 10, AveragePool `dilations` before 19, Reshape `allowzero` before 14, Shape `start` /
-//!   `end` before 15, Resize `axes` before 18); an IR node whose meaning the opset cannot express (HardSwish
-//!   before 14, LayerNormalization before 17, a non-default Shape range before 15, a legacy Softmax from 13)
-//!   is an [`ExportError::NoOnnxForm`] naming the node.
+//!   `end` before 15, Resize `axes` before 18);
+//! - a graph written at a later opset than it was imported from (QDQ export raises it to 13) keeps its
+//!   meaning: opset 1-12's Softmax over a flattened view becomes `Shape`, `Flatten`, `Softmax`, `Reshape`;
+//! - an IR node whose meaning the opset cannot express (HardSwish before 14, LayerNormalization before 17, a
+//!   non-default Shape range before 15, a one-axis Softmax before 13 unless over the last axis, Resize
+//!   `half_pixel_symmetric` before 19) is an [`ExportError::NoOnnxForm`] naming the node.
 //!
 //! Element types: the IR holds every integer as i64 and booleans as 0 / 1, but ONNX types are strict
-//! (`Where` takes a bool condition, `Cast` to INT32 makes int32 values that later ops read). [`infer_types`]
+//! (`Where` takes a bool condition, `Cast` to INT32 makes int32 values that later ops read). The exporter
 //! recovers them by unification over the graph: ops fix the types of some slots (comparison outputs and
 //! `And` / `Or` / `Xor` / `Not` are bool, shapes and `Shape` outputs int64, convolutions float, `Cast` its
 //! target) and tie others together (elementwise inputs and outputs, data in and out of movement ops); an i64
