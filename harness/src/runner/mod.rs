@@ -706,6 +706,8 @@ type Built = (Box<dyn Classifier>, Vec<&'static str>, u64);
 struct ModelCache {
     ranges: Option<Option<ActivationRanges>>,
     refine: Option<Option<RefineData>>,
+    /// The cross-layer-equalized graph and its activation ranges (static strategies), for `cle`.
+    equalized: Option<(crate::ir::Graph, Option<ActivationRanges>)>,
     qat: HashMap<u32, QatOutcome>,
 }
 
@@ -1003,6 +1005,40 @@ impl<'p> Session<'p> {
     /// Activation ranges for the static strategies of the suite, observed once per model.
     fn ranges(&mut self, m: usize) -> Result<Option<&ActivationRanges>, Error> {
         if self.cache[m].ranges.is_none() {
+            let ranges = self.observe_ranges(m, &self.prepared.models[m].graph)?;
+            self.cache[m].ranges = Some(ranges);
+        }
+        Ok(self.cache[m].ranges.as_ref().and_then(|r| r.as_ref()))
+    }
+
+    /// Model `m`'s graph after cross-layer equalization, with its activation ranges when the suite has
+    /// static strategies; computed once per model.
+    fn equalized(
+        &mut self,
+        m: usize,
+    ) -> Result<&(crate::ir::Graph, Option<ActivationRanges>), Error> {
+        if self.cache[m].equalized.is_none() {
+            let model = &self.prepared.models[m];
+            let mut graph = model.graph.clone();
+            crate::ir::equalize::equalize_graph(&mut graph).map_err(|e| Error::Quant {
+                model: model.name.clone(),
+                strategy: "cross-layer equalization".into(),
+                source: Box::new(crate::quant::QuantError::Unsupported(e.to_string())),
+            })?;
+            let ranges = self.observe_ranges(m, &graph)?;
+            self.cache[m].equalized = Some((graph, ranges));
+        }
+        Ok(self.cache[m].equalized.as_ref().expect("just set"))
+    }
+
+    /// The activation ranges of `graph` (model `m`'s, or a transformed copy) over the calibration split, one
+    /// calibrator per value for every rule the suite's static strategies use; `None` without such strategies.
+    fn observe_ranges(
+        &self,
+        m: usize,
+        graph: &crate::ir::Graph,
+    ) -> Result<Option<ActivationRanges>, Error> {
+        {
             let p = self.prepared;
             let suite = &p.suite;
             let model = &p.models[m];
@@ -1024,11 +1060,11 @@ impl<'p> Session<'p> {
             let ranges = if rules.is_empty() {
                 None
             } else if let Some(text) = &model.text {
-                let exec = Fp32Executor::new(&model.graph, p.targets[0].1)
+                let exec = Fp32Executor::new(graph, p.targets[0].1)
                     .map_err(|e| Error::Run(e.to_string()))?;
                 Some(observe_min_max(&exec, &text.calib_batches)?)
             } else {
-                let exec = Fp32Executor::new(&model.graph, p.targets[0].1)
+                let exec = Fp32Executor::new(graph, p.targets[0].1)
                     .map_err(|e| Error::Run(e.to_string()))?;
                 let batches = data.calibration_batches(suite.measure.eval_batch);
                 Some(
@@ -1041,9 +1077,8 @@ impl<'p> Session<'p> {
                     )?,
                 )
             };
-            self.cache[m].ranges = Some(ranges);
+            Ok(ranges)
         }
-        Ok(self.cache[m].ranges.as_ref().and_then(|r| r.as_ref()))
     }
 
     /// Per-layer calibration statistics for the PTQ refinements the suite uses, gathered once per model.
@@ -1058,8 +1093,12 @@ impl<'p> Session<'p> {
                 .iter()
                 .filter_map(|s| match s {
                     // QAT learns its own steps and ranges (`run_qat`); the others read these statistics.
+                    // Cross-layer equalization changes the graph itself (`equalized`).
                     Strategy::Linear(l)
-                        if !matches!(l.refinement, Refinement::None | Refinement::Qat) =>
+                        if !matches!(
+                            l.refinement,
+                            Refinement::None | Refinement::Qat | Refinement::Cle
+                        ) =>
                     {
                         Some(l.refinement)
                     }
@@ -1149,6 +1188,19 @@ impl<'p> Session<'p> {
                     l.mixed.map(|id| self.mixed(id)),
                     Some(&qat.ranges),
                     Some(&qat.steps),
+                    kernels,
+                )
+                .map_err(quant_err)
+            }
+            Strategy::Linear(l) if l.refinement == Refinement::Cle => {
+                self.equalized(m)?;
+                let (graph, ranges) = self.cache[m].equalized.as_ref().expect("just computed");
+                QuantizedModel::build_full(
+                    graph,
+                    *l,
+                    l.mixed.map(|id| self.mixed(id)),
+                    ranges.as_ref(),
+                    None,
                     kernels,
                 )
                 .map_err(quant_err)
@@ -1486,4 +1538,73 @@ fn run_qat(
         ranges: ActivationRanges::from_fixed(result.act_ranges.clone()),
         graph: result.graph,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::LabelColumn;
+
+    fn text_def(path: &Path, calibration: usize, evaluation: usize) -> DatasetDef {
+        DatasetDef {
+            name: "s".into(),
+            format: DataFormat::Text,
+            path: path.to_path_buf(),
+            labels: None,
+            label: LabelColumn::Last,
+            shape: Vec::new(),
+            normalize: None,
+            tokenizer: None,
+            max_length: Some(32),
+            calibration,
+            evaluation,
+            split_at: crate::suite::Location {
+                path: "t.toml".into(),
+                line: Some(9),
+                key: "dataset[0].calibration.samples".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_text_split_is_seeded_disjoint_in_file_order_and_exports_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.txt");
+        let lines: Vec<String> = (0..20).map(|i| format!("sentence {i:02}")).collect();
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let data = prepare_data(&text_def(&file, 5, 12), 7).unwrap();
+        let text = data.text.as_ref().unwrap();
+        assert_eq!((data.calibration_len(), data.evaluation_len()), (5, 12));
+        assert!(
+            text.calibration
+                .iter()
+                .all(|s| !text.evaluation.contains(s))
+        );
+        for side in [&text.calibration, &text.evaluation] {
+            assert!(side.windows(2).all(|w| w[0] < w[1]), "file order: {side:?}");
+        }
+        // The same seed, the same split; another seed, another one.
+        let again = prepare_data(&text_def(&file, 5, 12), 7).unwrap();
+        assert_eq!(again.text.unwrap().evaluation, text.evaluation);
+        let other = prepare_data(&text_def(&file, 5, 12), 8).unwrap();
+        assert_ne!(other.text.unwrap().calibration, text.calibration);
+        let written = data.export(&dir.path().join("out")).unwrap();
+        let evaluation = std::fs::read_to_string(&written[1]).unwrap();
+        assert_eq!(evaluation.lines().collect::<Vec<_>>(), text.evaluation);
+    }
+
+    #[test]
+    fn a_text_split_larger_than_the_file_names_the_suite_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.txt");
+        std::fs::write(&file, "one\ntwo\nthree\n").unwrap();
+        let e = prepare_data(&text_def(&file, 2, 2), 7)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("t.toml:9") && e.contains("calibration.samples"),
+            "{e}"
+        );
+    }
 }
