@@ -312,3 +312,101 @@ fn kl_clips_like_min_max_does_not_and_keeps_top1_on_real_digits() {
         "KL {with_kl} vs min-max {with_minmax}"
     );
 }
+
+/// Cross-layer equalization from a suite (`refinement = "cle"`) and through `harness quantize`: the row says
+/// `cle`, the model is the equalized one (its per-tensor 3-bit weights differ from the plain model's, so its
+/// predictions are not the plain model's copy) and it still classifies real digits.
+#[test]
+fn cle_runs_from_a_suite_and_from_quantize() {
+    #[path = "common/mod.rs"]
+    mod common;
+    let dir = std::env::temp_dir().join(format!("harness-cle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let suite = common::mnist_suite(
+        &dir,
+        "cle",
+        1,
+        "[[target]]\nname = \"cpu\"\n\n[space]\nweight_bits = [3]\nactivations = [\"static\"]\n\
+         granularity = [\"tensor\"]\nscheme = [\"symmetric\"]\nrefinement = [\"none\", \"cle\"]\n\n\
+         [measure]\nwarmup = 0\nrepeats = 1\nmin_time_ms = 0\n",
+    );
+    let out = common::harness(&["run", suite.to_str().unwrap(), "-q", "--json"], &dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_dir(dir.join("results/cle"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "csv"))
+        .unwrap();
+    let mut reader = csv::Reader::from_path(&csv).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let cle = rows
+        .iter()
+        .find(|r| &r[col("strategy")] == "w3-static-tensor-sym-minmax-cle")
+        .expect("a cle row");
+    assert_eq!(&cle[col("refinement")], "cle");
+    let top1: f64 = cle[col("top1")].parse().unwrap();
+    assert!(top1 >= 0.9, "equalized w3 top-1 {top1}");
+
+    // The same strategy through `harness quantize`: equalized before calibration, saved and loaded back.
+    let calib = dir.join("calib.npy");
+    let x = images();
+    harness::data::write_npy(&calib, x.shape(), x.as_slice().unwrap()).unwrap();
+    let model = data_dir().join("ccexam_mnist_cnn.onnx");
+    let qhq = dir.join("cle.qhq");
+    let out = common::harness(
+        &[
+            "quantize",
+            model.to_str().unwrap(),
+            "--strategy",
+            "w3-static-tensor-sym-minmax-cle",
+            "--calib",
+            calib.to_str().unwrap(),
+            "--out",
+            qhq.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let graph = harness::onnx::load_model(&model).unwrap();
+    let equalized = QuantizedModel::load(&qhq).unwrap();
+    let best = kernels::select(None).unwrap();
+    let fp32 = Fp32Executor::new(&graph, best).unwrap();
+    let ranges = ActivationRanges::observe_rules(
+        &fp32,
+        "input",
+        [x.clone()],
+        &[(Calibration::MinMax, true)],
+    )
+    .unwrap();
+    let plain = LinearStrategy::uniform(
+        3,
+        ActMode::Static,
+        Granularity::PerTensor,
+        Scheme::Symmetric,
+        Some(Calibration::MinMax),
+    );
+    let plain = QuantizedModel::build(&graph, plain, Some(&ranges), best).unwrap();
+    let (a, b) = (
+        logits(equalized.run(&[("input", x.clone())]).unwrap()),
+        logits(plain.run(&[("input", x)]).unwrap()),
+    );
+    assert_ne!(a, b, "the equalized model is not the plain one");
+    let agree = argmax_rows(&a)
+        .iter()
+        .zip(argmax_rows(&b))
+        .filter(|(p, q)| **p == *q)
+        .count();
+    assert!(agree >= 90, "both classify the 100 digits alike: {agree}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -245,10 +245,12 @@ mod tests {
     use super::*;
     use crate::exec::Fp32Executor;
 
+    fn model(path: &str) -> Graph {
+        crate::onnx::load_model(&Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+    }
+
     fn mnist_cnn() -> Graph {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../suites/data/ccexam_mnist_cnn/ccexam_mnist_cnn.onnx");
-        crate::onnx::load_model(&path).unwrap()
+        model("../suites/data/ccexam_mnist_cnn/ccexam_mnist_cnn.onnx")
     }
 
     fn run(graph: &Graph, x: &ArrayD<f32>) -> ArrayD<f32> {
@@ -276,11 +278,20 @@ mod tests {
         }
     }
 
-    /// The real CNN: conv -> relu -> pool -> conv -> relu -> pool -> flatten -> gemm -> relu -> gemm holds
-    /// three pairs; equalized, it computes the same logits and each pair's shared channels have equal ranges.
+    /// The real CNNs (MNIST, Fashion-MNIST): conv -> relu -> pool -> conv -> relu -> pool -> flatten -> gemm
+    /// -> relu -> gemm holds three pairs; equalized, each computes the same logits and each pair's shared
+    /// channels have equal ranges.
     #[test]
-    fn the_mnist_cnn_keeps_its_function_and_gets_equal_ranges() {
-        let mut graph = mnist_cnn();
+    fn the_cnns_keep_their_function_and_get_equal_ranges() {
+        for path in [
+            "../suites/data/ccexam_mnist_cnn/ccexam_mnist_cnn.onnx",
+            "../suites/data/fashion_cnn/fashion_cnn.onnx",
+        ] {
+            equalized_keeps_function_and_balances(model(path));
+        }
+    }
+
+    fn equalized_keeps_function_and_balances(mut graph: Graph) {
         let before = graph.clone();
         let pairs = find_pairs(&graph);
         assert_eq!(

@@ -161,7 +161,7 @@ impl FromStr for Strategy {
                 "log" => 1,
                 "pow2" => 2,
                 "wmse" => 3,
-                "biascorr" | "gptq" | "adaround" | "qat" => 4,
+                "biascorr" | "gptq" | "adaround" | "qat" | "cle" => 4,
                 other if stage == 0 && act != ActMode::Static => {
                     return Err(bad(format!(
                         "`{other}`: only static strategies name a calibration method"
@@ -180,6 +180,7 @@ impl FromStr for Strategy {
                 "biascorr" => s.refinement = Refinement::BiasCorrection,
                 "gptq" => s.refinement = Refinement::Gptq,
                 "adaround" => s.refinement = Refinement::AdaRound,
+                "cle" => s.refinement = Refinement::Cle,
                 _ => s.refinement = Refinement::Qat,
             }
         }
@@ -711,10 +712,16 @@ pub fn quantize_command(args: &QuantizeArgs) -> Result<(), crate::Error> {
         .strategy
         .parse()
         .map_err(|e: StrategyNameError| usage(e.to_string()))?;
-    let graph = crate::onnx::load_model(&args.model).map_err(|source| crate::Error::Import {
+    let mut graph = crate::onnx::load_model(&args.model).map_err(|source| crate::Error::Import {
         model: model_name.clone(),
         source: Box::new(source),
     })?;
+    // Cross-layer equalization rewrites the FP32 weights before anything is calibrated on them.
+    if matches!(strategy, Strategy::Linear(l) if l.refinement == Refinement::Cle) {
+        crate::ir::equalize::equalize_graph(&mut graph)
+            .map_err(|e| usage(format!("model `{model_name}`: {e}")))?;
+    }
+    let graph = graph;
     let input = match (&args.input, graph.inputs.as_slice()) {
         (Some(name), inputs) if inputs.iter().any(|i| &i.name == name) => name.clone(),
         (None, [only]) => only.name.clone(),
@@ -750,7 +757,8 @@ pub fn quantize_command(args: &QuantizeArgs) -> Result<(), crate::Error> {
                     "qat fine-tunes on labelled data; run it from a suite (`harness run`) instead",
                 ));
             }
-            let needs_calib = l.act == ActMode::Static || l.refinement != Refinement::None;
+            let needs_calib = l.act == ActMode::Static
+                || !matches!(l.refinement, Refinement::None | Refinement::Cle);
             if needs_calib && args.calib.is_empty() {
                 return Err(usage(format!(
                     "strategy `{strategy}` needs calibration samples: give --calib FILE.npy (e.g. calibration_f32.npy from `harness export-split`)"
@@ -789,7 +797,7 @@ pub fn quantize_command(args: &QuantizeArgs) -> Result<(), crate::Error> {
             } else {
                 None
             };
-            let refine = if l.refinement != Refinement::None {
+            let refine = if !matches!(l.refinement, Refinement::None | Refinement::Cle) {
                 Some(
                     super::refine::RefineData::collect(
                         &exec,
@@ -1019,6 +1027,7 @@ mod tests {
             "w4-static-group32-sym-p99.99-log-pow2-wmse-gptq",
             "w2-static-channel-sym-kl-adaround",
             "w8-static-channel-sym-mse-biascorr",
+            "w3-weightonly-tensor-sym-cle",
             "w2-static-channel-sym-minmax-mix.keep8.Conv_4+Gemm_10",
         ] {
             let s: Strategy = name.parse().unwrap_or_else(|e| panic!("{e}"));

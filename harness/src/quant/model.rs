@@ -2066,7 +2066,8 @@ fn linear_from_node(
         }));
     }
     let (weights, params, stored) = match strategy.refinement {
-        Refinement::None => quantize_layer_weights(w_kn.view(), strategy)?,
+        // Cross-layer equalization already changed the graph's weights; they round to nearest.
+        Refinement::None | Refinement::Cle => quantize_layer_weights(w_kn.view(), strategy)?,
         r => {
             let inputs = refine.ok_or_else(|| {
                 QuantError::Unsupported(format!(
@@ -2424,7 +2425,9 @@ fn refined_weights(
             let values = quantize_weights(w, &params)?;
             strategies::ptq::QuantizedWeights { values, params }
         }
-        Refinement::BiasCorrection | Refinement::None => return quantize_layer_weights(w, s),
+        Refinement::BiasCorrection | Refinement::None | Refinement::Cle => {
+            return quantize_layer_weights(w, s);
+        }
     };
     let stored = pack_bits(
         &qw.values.iter().copied().collect::<Vec<i8>>(),

@@ -110,6 +110,9 @@ pub enum Refinement {
     /// Quantization-aware training: fake-quantized fine-tuning with learned step sizes (LSQ); weights,
     /// weight steps and activation ranges come from training.
     Qat,
+    /// Cross-layer equalization ([`crate::ir::equalize`]): the FP32 weights of consecutive layers rescaled
+    /// so that each channel's ranges match, then calibration and round-to-nearest on the equalized model.
+    Cle,
 }
 
 impl Refinement {
@@ -120,6 +123,7 @@ impl Refinement {
             Refinement::Gptq => "gptq",
             Refinement::AdaRound => "adaround",
             Refinement::Qat => "qat",
+            Refinement::Cle => "cle",
         }
     }
 }

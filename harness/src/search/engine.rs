@@ -435,6 +435,7 @@ pub(super) fn precision(s: &Strategy) -> f64 {
     }
     p += match l.refinement {
         Refinement::None => 0.0,
+        Refinement::Cle => 0.5,
         Refinement::BiasCorrection => 1.0,
         Refinement::Gptq | Refinement::AdaRound => 2.0,
         Refinement::Qat => 3.0,

@@ -658,6 +658,7 @@ pub fn strategy_fragment(
                 Refinement::AdaRound => "adaround",
                 Refinement::BiasCorrection => "bias-correction",
                 Refinement::Qat => "qat",
+                Refinement::Cle => "cle",
             };
             out.push_str(&format!(
                 "quantizer = [{}]\nscale = [{}]\nweight_range = [{}]\nrefinement = [{}]\n",

@@ -742,6 +742,7 @@ impl Validator<'_> {
                                                 Refinement::BiasCorrection
                                             }
                                             spec::RefinementSpec::Qat => Refinement::Qat,
+                                            spec::RefinementSpec::Cle => Refinement::Cle,
                                         })
                                         // QAT learns per-channel symmetric weight steps and the ranges of
                                         // static activations.

@@ -173,6 +173,7 @@ impl Profile {
             "adaround" => Some(Refinement::AdaRound),
             "bias-correction" => Some(Refinement::BiasCorrection),
             "qat" => Some(Refinement::Qat),
+            "cle" => Some(Refinement::Cle),
             _ => None,
         };
         if let Some(r) = &p.refinement {

@@ -262,6 +262,8 @@ pub enum RefinementSpec {
     BiasCorrection,
     /// Quantization-aware training with learned step sizes (static, per-channel, symmetric only).
     Qat,
+    /// Cross-layer equalization of the FP32 weights before calibration and rounding (Nagel et al. 2019).
+    Cle,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -314,8 +316,9 @@ pub struct SpaceSpec {
     /// How each weight slice's clipping range is chosen.
     #[serde(default = "default_weight_range")]
     pub weight_range: Vec<WeightRangeSpec>,
-    /// PTQ refinements: `none`, `gptq`, `adaround`, `bias-correction` (uniform levels only), or `qat`
-    /// (static activations, symmetric per-channel weights; settings in `[qat]`).
+    /// PTQ refinements: `none`, `gptq`, `adaround`, `bias-correction`, `cle` (cross-layer equalization;
+    /// all uniform levels only), or `qat` (static activations, symmetric per-channel weights; settings in
+    /// `[qat]`).
     #[serde(default = "default_refinement")]
     pub refinement: Vec<RefinementSpec>,
     /// Whole-model 16-bit float strategies to add (none by default).
