@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{BenchRow, ReportError};
+use super::{BenchRow, Quality, ReportError};
 use crate::results::Row;
 
 /// DejaVu Sans (Bitstream Vera licence, `assets/fonts/LICENSE-DejaVu.txt`).
@@ -149,7 +149,7 @@ fn colour(r: &Row) -> RGBColor {
     PALETTE[i]
 }
 
-/// The rows no other row beats on both latency (lower) and top-1 (higher): the front this chart can show
+/// The rows no other row beats on both latency (lower) and quality (`top1`, higher): the front this chart can show
 /// (the search's front also weighs size).
 fn front_2d<'a>(rows: &[&'a Row]) -> Vec<&'a Row> {
     let beats = |o: &Row, r: &Row| {
@@ -163,13 +163,17 @@ fn front_2d<'a>(rows: &[&'a Row]) -> Vec<&'a Row> {
         .collect()
 }
 
-/// Top-1 against median latency; marker radius grows with the size ratio; the accuracy-latency front as a
-/// line; the chosen strategy circled.
-pub fn accuracy_latency(rows: &[&Row], chosen: Option<&str>) -> Result<Chart, ReportError> {
+/// Quality (top-1, or mean cosine to FP32) against median latency; marker radius grows with the size ratio;
+/// the accuracy-latency front as a line; the chosen strategy circled.
+pub fn accuracy_latency(
+    rows: &[&Row],
+    chosen: Option<&str>,
+    q: Quality,
+) -> Result<Chart, ReportError> {
     chart!(
         "accuracy vs latency",
         SIZE,
-        draw_accuracy_latency(rows, chosen)
+        draw_accuracy_latency(rows, chosen, q)
     )
 }
 
@@ -177,14 +181,15 @@ fn draw_accuracy_latency<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     rows: &[&Row],
     chosen: Option<&str>,
+    q: Quality,
 ) -> Result<(), ReportError> {
     let front = front_2d(rows);
     let name = "accuracy vs latency";
     let (x0, x1) = extent(rows.iter().map(|r| us(r)));
-    let (y0, y1) = extent(rows.iter().map(|r| r.top1 * 100.0));
+    let (y0, y1) = extent(rows.iter().map(|r| q.value(r)));
     let mut chart = ChartBuilder::on(root)
         .caption(
-            "top-1 vs median latency (marker area: size)",
+            format!("{} vs median latency (marker area: size)", q.name()),
             ("sans-serif", 20),
         )
         .margin(12)
@@ -195,20 +200,20 @@ fn draw_accuracy_latency<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("median latency (µs)")
-        .y_desc("top-1 (%)")
+        .y_desc(q.axis())
         .draw()
         .map_err(|e| err(name, e))?;
     chart
         .draw_series(rows.iter().map(|r| {
             let radius = 3.0 + 12.0 * r.size_ratio.clamp(0.0, 1.0).sqrt();
             Circle::new(
-                (us(r), r.top1 * 100.0),
+                (us(r), q.value(r)),
                 radius as i32,
                 colour(r).mix(0.6).filled(),
             )
         }))
         .map_err(|e| err(name, e))?;
-    let mut line: Vec<(f64, f64)> = front.iter().map(|r| (us(r), r.top1 * 100.0)).collect();
+    let mut line: Vec<(f64, f64)> = front.iter().map(|r| (us(r), q.value(r))).collect();
     line.sort_by(|a, b| a.0.total_cmp(&b.0));
     chart
         .draw_series(LineSeries::new(line, BLACK.stroke_width(1)))
@@ -235,7 +240,7 @@ fn draw_accuracy_latency<DB: DrawingBackend>(
             .draw_series(
                 rows.iter()
                     .filter(|r| r.strategy == c)
-                    .map(|r| Circle::new((us(r), r.top1 * 100.0), 18, RED.stroke_width(2))),
+                    .map(|r| Circle::new((us(r), q.value(r)), 18, RED.stroke_width(2))),
             )
             .map_err(|e| err(name, e))?
             .label(format!("chosen: {c}"))
@@ -250,20 +255,32 @@ fn draw_accuracy_latency<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Top-1 against the size ratio.
-pub fn size_accuracy(rows: &[&Row], chosen: Option<&str>) -> Result<Chart, ReportError> {
-    chart!("size vs accuracy", SIZE, draw_size_accuracy(rows, chosen))
+/// Quality (top-1, or mean cosine to FP32) against the size ratio.
+pub fn size_accuracy(
+    rows: &[&Row],
+    chosen: Option<&str>,
+    q: Quality,
+) -> Result<Chart, ReportError> {
+    chart!(
+        "size vs accuracy",
+        SIZE,
+        draw_size_accuracy(rows, chosen, q)
+    )
 }
 
 fn draw_size_accuracy<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     rows: &[&Row],
     chosen: Option<&str>,
+    q: Quality,
 ) -> Result<(), ReportError> {
     let name = "size vs accuracy";
-    let (y0, y1) = extent(rows.iter().map(|r| r.top1 * 100.0));
+    let (y0, y1) = extent(rows.iter().map(|r| q.value(r)));
     let mut chart = ChartBuilder::on(root)
-        .caption("top-1 vs serialized size", ("sans-serif", 20))
+        .caption(
+            format!("{} vs serialized size", q.name()),
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -272,7 +289,7 @@ fn draw_size_accuracy<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("size (% of FP32)")
-        .y_desc("top-1 (%)")
+        .y_desc(q.axis())
         .draw()
         .map_err(|e| err(name, e))?;
     chart
@@ -282,15 +299,16 @@ fn draw_size_accuracy<DB: DrawingBackend>(
             } else {
                 colour(r).mix(0.7).filled()
             };
-            Circle::new((r.size_ratio * 100.0, r.top1 * 100.0), 5, style)
+            Circle::new((r.size_ratio * 100.0, q.value(r)), 5, style)
         }))
         .map_err(|e| err(name, e))?;
     Ok(())
 }
 
-/// Median latency (top panel) and top-1 (bottom panel) of FP32 and the chosen strategy, one point per run.
-pub fn history(rows: &[&Row], chosen: Option<&str>) -> Result<Chart, ReportError> {
-    chart!("history", (SIZE.0, 720), draw_history(rows, chosen))
+/// Median latency (top panel) and quality (bottom panel: top-1, or mean cosine to FP32) of FP32 and the
+/// chosen strategy, one point per run.
+pub fn history(rows: &[&Row], chosen: Option<&str>, q: Quality) -> Result<Chart, ReportError> {
+    chart!("history", (SIZE.0, 720), draw_history(rows, chosen, q))
 }
 
 /// A run id `20261126-043918-354` as `11-26 04:39` (another id as it is).
@@ -307,6 +325,7 @@ fn draw_history<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     rows: &[&Row],
     chosen: Option<&str>,
+    q: Quality,
 ) -> Result<(), ReportError> {
     let runs: Vec<&str> = rows
         .iter()
@@ -322,15 +341,15 @@ fn draw_history<DB: DrawingBackend>(
         rows,
         &series,
         ("median latency over runs", "median latency (µs)"),
-        us,
+        &us,
     )?;
     history_panel(
         &bottom,
         &runs,
         rows,
         &series,
-        ("top-1 over runs", "top-1 (%)"),
-        |r| r.top1 * 100.0,
+        (&format!("{} over runs", q.name()), q.axis()),
+        &|r| q.value(r),
     )
 }
 
@@ -341,7 +360,7 @@ fn history_panel<DB: DrawingBackend>(
     rows: &[&Row],
     series: &[&str],
     (caption, y_desc): (&str, &str),
-    value: fn(&Row) -> f64,
+    value: &dyn Fn(&Row) -> f64,
 ) -> Result<(), ReportError> {
     let name = "history";
     let (y0, y1) = extent(
@@ -550,17 +569,24 @@ fn draw_kernels<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Top-1 drop (points) per layer when that layer alone is quantized: the search's sensitivity probes.
-pub fn sensitivity(probes: &[(String, f64)]) -> Result<Chart, ReportError> {
-    chart!("sensitivity", SIZE, draw_sensitivity(probes))
+/// Quality drop per layer when that layer alone is quantized (top-1 points, or the drop in mean cosine to
+/// FP32, as `q` plots it): the search's sensitivity probes.
+pub fn sensitivity(probes: &[(String, f64)], q: Quality) -> Result<Chart, ReportError> {
+    chart!("sensitivity", SIZE, draw_sensitivity(probes, q))
 }
 
 fn draw_sensitivity<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     probes: &[(String, f64)],
+    q: Quality,
 ) -> Result<(), ReportError> {
     let name = "sensitivity";
-    let max = probes.iter().map(|p| p.1).fold(0.0, f64::max).max(0.1);
+    // The smallest axis: a tenth of a top-1 point, or 0.001 of cosine.
+    let floor = match q {
+        Quality::Top1 => 0.1,
+        Quality::Cosine => 0.001,
+    };
+    let max = probes.iter().map(|p| p.1).fold(0.0, f64::max).max(floor);
     let min = probes.iter().map(|p| p.1).fold(0.0, f64::min);
     let mut chart = ChartBuilder::on(root)
         .caption(
@@ -574,7 +600,7 @@ fn draw_sensitivity<DB: DrawingBackend>(
         .map_err(|e| err(name, e))?;
     chart
         .configure_mesh()
-        .x_desc("top-1 drop (points)")
+        .x_desc(q.drop_axis())
         .y_labels(0)
         .disable_y_mesh()
         .draw()
@@ -593,7 +619,7 @@ fn draw_sensitivity<DB: DrawingBackend>(
     chart
         .draw_series(probes.iter().enumerate().map(|(i, p)| {
             Text::new(
-                format!("{}  {:.2}", p.0, p.1),
+                format!("{}  {}", p.0, q.format(p.1)),
                 (p.1.max(0.0) + max * 0.01, y(i) + 0.5),
                 ("sans-serif", 14),
             )
@@ -625,7 +651,7 @@ mod tests {
     #[test]
     fn png_text_is_drawn_by_the_embedded_font() {
         let probes = vec![("Conv_1".to_string(), 0.5), ("Gemm_10".to_string(), 3.0)];
-        let chart = sensitivity(&probes).unwrap();
+        let chart = sensitivity(&probes, Quality::Top1).unwrap();
         assert!(chart.png.starts_with(b"\x89PNG\r\n\x1a\n"));
         // The caption is the only thing drawn in the top 40 rows: no font, no dark pixels there.
         let (title, height) = dark_rows(&chart.png, 0..40);

@@ -3,6 +3,11 @@
 //! given. Pages reference their charts by relative path and load no script, style sheet or font from the
 //! network, so the folder works offline from the file system.
 //!
+//! Each model page labels its quality column by the rows' `metric` (see [`crate::results`]): top-1 accuracy in
+//! percent for classifiers; for sentence-embedding models (`metric = embedding`) the mean cosine to FP32's
+//! embeddings as a fraction (FP32: 1), drops in cosine, and the table adds the minimum cosine and the
+//! nearest-neighbour agreement.
+//!
 //! Charts (plotters; SVG, and PNG with an embedded font): accuracy vs latency with the Pareto front (marker
 //! area follows the size ratio), size vs accuracy, per-layer sensitivity (when the results hold
 //! `sens.<layer>` probes), the same strategies on each target (back-end comparison, a page per model when the
@@ -72,6 +77,85 @@ impl Default for ReportOptions {
         ReportOptions {
             objective: Objective::Latency,
             max_drop: 0.005,
+        }
+    }
+}
+
+/// What a model's quality column (`top1`) measures, and how pages and charts label, scale and print it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Quality {
+    /// Top-1 accuracy: shown in percent, drops in points.
+    Top1,
+    /// Mean cosine to FP32's sentence embeddings: shown as a fraction (FP32: 1), drops as fractions.
+    Cosine,
+}
+
+impl Quality {
+    /// `Cosine` when any row is of an embedding model (its `metric`, or the cosine columns of a row that has them).
+    fn of(rows: &[&Row]) -> Self {
+        if rows
+            .iter()
+            .any(|r| r.metric == "embedding" || r.cosine_mean.is_some())
+        {
+            Quality::Cosine
+        } else {
+            Quality::Top1
+        }
+    }
+
+    /// The quality as charts plot it.
+    fn value(self, r: &Row) -> f64 {
+        match self {
+            Quality::Top1 => r.top1 * 100.0,
+            Quality::Cosine => r.top1,
+        }
+    }
+
+    /// The quality drop against FP32 as charts plot it.
+    fn drop(self, r: &Row) -> f64 {
+        match self {
+            Quality::Top1 => r.top1_drop * 100.0,
+            Quality::Cosine => r.top1_drop,
+        }
+    }
+
+    /// A plotted value (of [`Quality::value`] or [`Quality::drop`]) as text.
+    fn format(self, v: f64) -> String {
+        match self {
+            Quality::Top1 => format!("{v:.2}"),
+            Quality::Cosine => format!("{v:.4}"),
+        }
+    }
+
+    /// The quality's name in captions.
+    fn name(self) -> &'static str {
+        match self {
+            Quality::Top1 => "top-1",
+            Quality::Cosine => "mean cosine to FP32",
+        }
+    }
+
+    /// The quality axis' description.
+    fn axis(self) -> &'static str {
+        match self {
+            Quality::Top1 => "top-1 (%)",
+            Quality::Cosine => "mean cosine to FP32",
+        }
+    }
+
+    /// The drop axis' description.
+    fn drop_axis(self) -> &'static str {
+        match self {
+            Quality::Top1 => "top-1 drop (points)",
+            Quality::Cosine => "drop in mean cosine to FP32",
+        }
+    }
+
+    /// The accuracy budget `max_drop` (a fraction) in words.
+    fn budget(self, max_drop: f64) -> String {
+        match self {
+            Quality::Top1 => format!("within a top-1 drop of {:.2} points", max_drop * 100.0),
+            Quality::Cosine => format!("within a drop in mean cosine to FP32 of {max_drop:.4}"),
         }
     }
 }
@@ -270,8 +354,9 @@ fn target_page(
     let chosen = rec.and_then(|r| r.best).map(|r| r.strategy.clone());
     let stem = file.trim_end_matches(".html");
     let mut page = html::Page::new(&format!("{model} on {target} ({suite})"));
+    let q = Quality::of(all);
     page.paragraph(&format!(
-        "Latest run {} ({} trials, commit {}, CPU {}). Objective: {}, within a top-1 drop of {:.2} points.",
+        "Latest run {} ({} trials, commit {}, CPU {}). Objective: {}, {}.",
         latest.first().map_or("", |r| r.run_id.as_str()),
         latest.len(),
         latest.first().map_or("", |r| r.git_commit.as_str()),
@@ -280,8 +365,15 @@ fn target_page(
             Objective::Latency => "latency",
             Objective::Size => "size",
         },
-        opts.max_drop * 100.0
+        q.budget(opts.max_drop)
     ));
+    if q == Quality::Cosine {
+        page.paragraph(
+            "A sentence-embedding model: quality is the mean cosine of each strategy's sentence embeddings to \
+             FP32's (FP32: 1), with the smallest cosine and the nearest-neighbour agreement (share of sentences \
+             whose nearest other sentence is FP32's) beside it.",
+        );
+    }
     if let Some(rec) = rec {
         page.paragraph(&format!("Chosen: {}", rec.reason));
     }
@@ -290,22 +382,28 @@ fn target_page(
     };
     chart(
         "pareto",
-        charts::accuracy_latency(latest, chosen.as_deref())?,
-        "top-1 against median latency; marker area follows the size ratio; the accuracy-latency front joined",
+        charts::accuracy_latency(latest, chosen.as_deref(), q)?,
+        &format!(
+            "{} against median latency; marker area follows the size ratio; the accuracy-latency front joined",
+            q.name()
+        ),
         &mut page,
     )?;
     chart(
         "size",
-        charts::size_accuracy(latest, chosen.as_deref())?,
-        "top-1 against serialized size (percent of FP32)",
+        charts::size_accuracy(latest, chosen.as_deref(), q)?,
+        &format!("{} against serialized size (percent of FP32)", q.name()),
         &mut page,
     )?;
-    let probes = sensitivity_probes(all);
+    let probes = sensitivity_probes(all, q);
     if !probes.is_empty() {
         chart(
             "sensitivity",
-            charts::sensitivity(&probes)?,
-            "top-1 drop when each layer alone is quantized (the others FP32), from the latest run that probed it",
+            charts::sensitivity(&probes, q)?,
+            &format!(
+                "{} when each layer alone is quantized (the others FP32), from the latest run that probed it",
+                q.drop_axis()
+            ),
             &mut page,
         )?;
     }
@@ -316,8 +414,11 @@ fn target_page(
     if runs.len() > 1 {
         chart(
             "history",
-            charts::history(all, chosen.as_deref())?,
-            "median latency and top-1 of FP32 and the chosen strategy over runs",
+            charts::history(all, chosen.as_deref(), q)?,
+            &format!(
+                "median latency and {} of FP32 and the chosen strategy over runs",
+                q.name()
+            ),
             &mut page,
         )?;
     }
@@ -329,37 +430,55 @@ fn target_page(
     let highlight = sorted
         .iter()
         .position(|r| Some(r.strategy.as_str()) == chosen.as_deref());
-    page.table(
-        &[
-            "strategy",
-            "kernel",
-            "top-1 %",
-            "drop (points)",
-            "size KiB",
-            "size %",
-            "median",
-            "p90",
-            "layer precision",
+    let (header, body) = quality_table(&sorted, q);
+    page.table(&header, body, highlight);
+    Ok(page.finish())
+}
+
+/// The model page's table of `rows` (in that order): top-1 in percent and its drop in points for classifiers;
+/// for embedding models the mean cosine to FP32 and its drop as fractions, the minimum cosine and the
+/// nearest-neighbour agreement (percent; empty where the row has none).
+fn quality_table(rows: &[&Row], q: Quality) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let mut header = vec!["strategy", "kernel"];
+    header.extend(match q {
+        Quality::Top1 => vec!["top-1 %", "drop (points)"],
+        Quality::Cosine => vec![
+            "mean cosine to FP32",
+            "drop",
+            "cosine min",
+            "nn agreement %",
         ],
-        sorted
-            .iter()
-            .map(|r| {
-                vec![
-                    r.strategy.clone(),
-                    r.kernel.clone(),
+    });
+    header.extend(["size KiB", "size %", "median", "p90", "layer precision"]);
+    let body = rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![r.strategy.clone(), r.kernel.clone()];
+            match q {
+                Quality::Top1 => row.extend([
                     format!("{:.2}", r.top1 * 100.0),
                     format!("{:+.2}", -r.top1_drop * 100.0),
-                    format!("{:.1}", r.size_bytes as f64 / 1024.0),
-                    format!("{:.1}", r.size_ratio * 100.0),
-                    crate::runner::measure::format_ns(r.latency_median_ns),
-                    crate::runner::measure::format_ns(r.latency_p90_ns),
-                    r.layer_precision.clone(),
-                ]
-            })
-            .collect(),
-        highlight,
-    );
-    Ok(page.finish())
+                ]),
+                Quality::Cosine => row.extend([
+                    format!("{:.4}", r.top1),
+                    format!("{:+.4}", -r.top1_drop),
+                    r.cosine_min.map(|c| format!("{c:.4}")).unwrap_or_default(),
+                    r.nn_agreement
+                        .map(|a| format!("{:.1}", a * 100.0))
+                        .unwrap_or_default(),
+                ]),
+            }
+            row.extend([
+                format!("{:.1}", r.size_bytes as f64 / 1024.0),
+                format!("{:.1}", r.size_ratio * 100.0),
+                crate::runner::measure::format_ns(r.latency_median_ns),
+                crate::runner::measure::format_ns(r.latency_p90_ns),
+                r.layer_precision.clone(),
+            ]);
+            row
+        })
+        .collect();
+    (header, body)
 }
 
 /// Writes `dir/<stem>.svg` and `dir/<stem>.png`, shows the SVG on `page` with a link to the PNG, and
@@ -388,8 +507,8 @@ fn write_chart(
 /// Per-layer sensitivity: the probes of `harness search --algorithm sensitivity`, or of a suite's own
 /// `sens.<layer>` maps (one layer quantized, the others FP32: strategies named `...-mix.sens.<layer>`).
 /// Each (layer, bit width) from the latest run that probed it, in the order the layers were first probed;
-/// the label names the width when several were probed.
-fn sensitivity_probes(all: &[&Row]) -> Vec<(String, f64)> {
+/// the label names the width when several were probed; the value is the drop as `q` plots it.
+fn sensitivity_probes(all: &[&Row], q: Quality) -> Vec<(String, f64)> {
     let mut latest: BTreeMap<(&str, u32), &Row> = BTreeMap::new();
     let mut order: Vec<(&str, u32)> = Vec::new();
     for r in all {
@@ -420,7 +539,7 @@ fn sensitivity_probes(all: &[&Row]) -> Vec<(String, f64)> {
             } else {
                 key.0.to_string()
             };
-            (label, latest[key].top1_drop * 100.0)
+            (label, q.drop(latest[key]))
         })
         .collect()
 }
@@ -525,4 +644,90 @@ fn kernels_page(
         None,
     );
     Ok(page.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::sample_row;
+
+    /// FP32 and one int8 strategy of one model, as an embedding model's rows or a classifier's.
+    fn rows(embedding: bool) -> Vec<Row> {
+        let mut fp32 = sample_row("fp32");
+        let mut w8 = sample_row("w8-dynamic-channel-affine");
+        (fp32.latency_median_ns, w8.latency_median_ns) = (200, 100);
+        w8.top1_drop = 0.01;
+        w8.top1 -= 0.01;
+        if embedding {
+            for (r, min, nn) in [(&mut fp32, 1.0, 1.0), (&mut w8, 0.97, 0.875)] {
+                r.metric = "embedding".into();
+                r.top1 = 1.0 - r.top1_drop;
+                (r.cosine_mean, r.cosine_min, r.nn_agreement) = (Some(r.top1), Some(min), Some(nn));
+            }
+        }
+        vec![fp32, w8]
+    }
+
+    /// The page of `rows` and the SVG text of its charts.
+    fn page(rows: &[Row]) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let refs: Vec<&Row> = rows.iter().collect();
+        let mut charts = Vec::new();
+        let html = target_page(
+            "s",
+            "m",
+            "t",
+            &refs,
+            &refs,
+            ReportOptions {
+                objective: Objective::Latency,
+                max_drop: 0.02,
+            },
+            dir.path(),
+            "m--t.html",
+            &mut charts,
+        )
+        .unwrap();
+        let svg = charts
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        (html, svg)
+    }
+
+    #[test]
+    fn embedding_pages_label_quality_as_mean_cosine_with_its_columns() {
+        let (html, svg) = page(&rows(true));
+        for text in [
+            "<th>mean cosine to FP32</th>",
+            "<th>cosine min</th>",
+            "<th>nn agreement %</th>",
+            "<td>0.9900</td><td>-0.0100</td><td>0.9700</td><td>87.5</td>",
+            "within a drop in mean cosine to FP32 of 0.0200",
+            "mean cosine to FP32 against median latency",
+        ] {
+            assert!(html.contains(text), "page lacks `{text}`:\n{html}");
+        }
+        assert!(!html.contains("top-1"), "{html}");
+        assert!(
+            svg.contains("mean cosine to FP32 vs median latency") && !svg.contains("top-1"),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn classifier_pages_keep_top1_in_percent() {
+        let (html, svg) = page(&rows(false));
+        for text in [
+            "<th>top-1 %</th>",
+            "<th>drop (points)</th>",
+            "<td>49.00</td><td>-1.00</td>",
+            "within a top-1 drop of 2.00 points",
+        ] {
+            assert!(html.contains(text), "page lacks `{text}`:\n{html}");
+        }
+        assert!(!html.contains("cosine"), "{html}");
+        assert!(svg.contains("top-1 vs median latency") && svg.contains("top-1 (%)"));
+    }
 }
