@@ -96,10 +96,11 @@ enum Command {
     /// A regression verdict: NEW against BASELINE results, per model, target and strategy; exit 1 on a regression.
     #[command(
         long_about = "Compare two result CSVs for CI: per (model, target, strategy) in both, accuracy is judged \
-        on the paired per-sample outcomes (exact McNemar test), latency on the timing samples (one-sided \
-        Mann-Whitney U, and the median must also rise by more than --latency-threshold), size exactly. The \
-        samples are read from the <run-id>.samples.jsonl files `harness run` writes beside each CSV. Prints a \
-        markdown summary fit for a pull-request comment; --json FILE writes the machine-readable verdict. \
+        on the paired per-sample outcomes (exact McNemar test; for sentence-embedding models, whose quality is \
+        shown as the mean cosine to FP32, the per-sentence nearest-neighbour agreement), latency on the timing \
+        samples (one-sided Mann-Whitney U, and the median must also rise by more than --latency-threshold), \
+        size exactly. The samples are read from the <run-id>.samples.jsonl files `harness run` writes beside \
+        each CSV. Prints a markdown summary fit for a pull-request comment; --json FILE writes the machine-readable verdict. \
         Exit 1 on any regression (a trial missing from NEW counts), 0 otherwise."
     )]
     Compare {

@@ -4,6 +4,13 @@
 //! relative threshold on the medians so that a significant 1 % drift is not a regression), size exactly.
 //! Samples come from the `<run-id>.samples.jsonl` files beside each CSV (see [`crate::runner::samples`]);
 //! without them a trial is judged on its summary columns only, and the verdict says so.
+//!
+//! Sentence-embedding rows (`metric = embedding`, see [`crate::results`]): the quality compared is the mean
+//! cosine to FP32's embeddings (the `top1` column; `top1_baseline` / `top1_new` in the JSON verdict hold it,
+//! beside `metric`), shown in the markdown as a fraction (FP32: 1, four decimals) rather than as a top-1
+//! percentage; the per-sample outcomes are then per sentence, whether its nearest other sentence is still
+//! FP32's, so McNemar tests the nearest-neighbour agreement and the verdict counts sentences whose neighbour
+//! changed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -51,8 +58,18 @@ pub struct Entry {
     pub model: String,
     pub target: String,
     pub strategy: String,
+    /// `top1` (classifier) or `embedding` (sentence encoder), from the new row (the baseline's when the new
+    /// row names none; `top1` when neither does, as in files written before the column existed).
+    pub metric: String,
+    /// Top-1 accuracy, or for `embedding` rows the mean cosine to FP32 (fractions).
     pub top1_baseline: f64,
     pub top1_new: f64,
+    /// `embedding` rows: the smallest cosine to FP32 (null otherwise).
+    pub cosine_min_baseline: Option<f64>,
+    pub cosine_min_new: Option<f64>,
+    /// `embedding` rows: the nearest-neighbour agreement with FP32 (null otherwise).
+    pub nn_agreement_baseline: Option<f64>,
+    pub nn_agreement_new: Option<f64>,
     pub accuracy: Judgement,
     pub latency_median_ns_baseline: u64,
     pub latency_median_ns_new: u64,
@@ -76,6 +93,15 @@ type Key = (String, String, String);
 
 /// A results file's last row per trial, and the samples of the runs those rows came from (by run id).
 type Loaded = (BTreeMap<Key, Row>, HashMap<(String, Key), TrialSamples>);
+
+/// `embedding` for a sentence encoder's row (its `metric`, or cosine columns filled), else `top1`.
+fn metric_of(r: &Row) -> &'static str {
+    if r.metric == "embedding" || r.cosine_mean.is_some() {
+        "embedding"
+    } else {
+        "top1"
+    }
+}
 
 fn key(r: &Row) -> Key {
     (r.model.clone(), r.target.clone(), r.strategy.clone())
@@ -111,8 +137,18 @@ pub fn compare(baseline: &Path, new: &Path, opts: CompareOptions) -> Result<Verd
             model: k.0.clone(),
             target: k.1.clone(),
             strategy: k.2.clone(),
+            metric: if n.metric.is_empty() && n.cosine_mean.is_none() {
+                metric_of(b)
+            } else {
+                metric_of(n)
+            }
+            .to_string(),
             top1_baseline: b.top1,
             top1_new: n.top1,
+            cosine_min_baseline: b.cosine_min,
+            cosine_min_new: n.cosine_min,
+            nn_agreement_baseline: b.nn_agreement,
+            nn_agreement_new: n.nn_agreement,
             accuracy: judge_accuracy(b, n, bs, ns, opts),
             latency_median_ns_baseline: b.latency_median_ns,
             latency_median_ns_new: n.latency_median_ns,
@@ -164,23 +200,39 @@ fn judge_accuracy(
         .zip(ns)
         .and_then(|(x, y)| Some((x.outcomes().ok()?, y.outcomes().ok()?)))
         .filter(|(x, y)| x.len() == y.len() && !x.is_empty());
+    let embedding = metric_of(n) == "embedding" || metric_of(b) == "embedding";
     let Some((x, y)) = outcomes else {
-        // No paired outcomes: any top-1 loss is reported, but not as statistically established.
+        // No paired outcomes: any quality loss is reported, but not as statistically established.
         return if n.top1 < b.top1 {
-            Judgement::Regression(format!(
-                "top-1 {:.2} % -> {:.2} % (no per-sample outcomes to test)",
-                b.top1 * 100.0,
-                n.top1 * 100.0
-            ))
+            Judgement::Regression(if embedding {
+                format!(
+                    "mean cosine to FP32 {:.4} -> {:.4} (no per-sentence outcomes to test)",
+                    b.top1, n.top1
+                )
+            } else {
+                format!(
+                    "top-1 {:.2} % -> {:.2} % (no per-sample outcomes to test)",
+                    b.top1 * 100.0,
+                    n.top1 * 100.0
+                )
+            })
         } else {
             Judgement::Unchanged
         };
     };
-    // Discordant pairs: right before and wrong now (lost), wrong before and right now (gained).
+    // Discordant pairs: right before and wrong now (lost), wrong before and right now (gained). For an
+    // embedding model "right" is a sentence whose nearest other sentence is FP32's.
     let lost = x.iter().zip(&y).filter(|(a, b)| **a && !**b).count();
     let gained = x.iter().zip(&y).filter(|(a, b)| !**a && **b).count();
     let p = mcnemar_exact(lost, gained);
-    let what = format!("{lost} samples lost, {gained} gained, McNemar p = {p:.2e}");
+    let what = if embedding {
+        format!(
+            "nearest-neighbour agreement: {lost} sentences lost FP32's neighbour, {gained} regained it, \
+             McNemar p = {p:.2e}"
+        )
+    } else {
+        format!("{lost} samples lost, {gained} gained, McNemar p = {p:.2e}")
+    };
     if p < opts.alpha && lost > gained {
         Judgement::Regression(what)
     } else if p < opts.alpha && gained > lost {
@@ -285,9 +337,21 @@ pub fn markdown(v: &Verdict) -> String {
             format!("**{} regression(s)**", v.regressions)
         }
     ));
-    s.push_str(
-        "| model | target | strategy | top-1 % | accuracy | median | latency | size B | size |\n",
+    let embedding = |e: &Entry| e.metric == "embedding";
+    let (any_embedding, all_embedding) = (
+        v.entries.iter().any(embedding),
+        !v.entries.is_empty() && v.entries.iter().all(embedding),
     );
+    let quality = if all_embedding {
+        "mean cosine to FP32"
+    } else if any_embedding {
+        "top-1 % / mean cosine to FP32"
+    } else {
+        "top-1 %"
+    };
+    s.push_str(&format!(
+        "| model | target | strategy | {quality} | accuracy | median | latency | size B | size |\n"
+    ));
     s.push_str("|---|---|---|---|---|---|---|---|---|\n");
     let show = |j: &Judgement| match j {
         Judgement::Unchanged => "=".to_string(),
@@ -296,12 +360,11 @@ pub fn markdown(v: &Verdict) -> String {
     };
     for e in &v.entries {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.2} -> {:.2} | {} | {} -> {} | {} | {} -> {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} -> {} | {} | {} -> {} | {} |\n",
             e.model,
             e.target,
             e.strategy,
-            e.top1_baseline * 100.0,
-            e.top1_new * 100.0,
+            quality_cell(e, any_embedding && !all_embedding),
             show(&e.accuracy),
             crate::runner::measure::format_ns(e.latency_median_ns_baseline),
             crate::runner::measure::format_ns(e.latency_median_ns_new),
@@ -310,6 +373,13 @@ pub fn markdown(v: &Verdict) -> String {
             e.size_bytes_new,
             show(&e.size),
         ));
+    }
+    if any_embedding {
+        s.push_str(
+            "\nEmbedding rows: quality is the mean cosine of the sentence embeddings to FP32's (a fraction; \
+             FP32 = 1), with the nearest-neighbour agreement (nn); their accuracy verdict tests, per sentence, \
+             whether its nearest other sentence is still FP32's.\n",
+        );
     }
     for m in &v.missing {
         s.push_str(&format!(
@@ -322,9 +392,165 @@ pub fn markdown(v: &Verdict) -> String {
     s
 }
 
+/// An entry's quality, baseline -> new: top-1 in percent, or the mean cosine to FP32 as a fraction with the
+/// nearest-neighbour agreement (in percent) when the rows have it; `tagged` marks cosines `cos` (in a
+/// table that mixes both kinds).
+fn quality_cell(e: &Entry, tagged: bool) -> String {
+    if e.metric != "embedding" {
+        return format!(
+            "{:.2} -> {:.2}",
+            e.top1_baseline * 100.0,
+            e.top1_new * 100.0
+        );
+    }
+    let mut cell = format!(
+        "{}{:.4} -> {:.4}",
+        if tagged { "cos " } else { "" },
+        e.top1_baseline,
+        e.top1_new
+    );
+    if let (Some(b), Some(n)) = (e.nn_agreement_baseline, e.nn_agreement_new) {
+        cell += &format!(" (nn {:.1} % -> {:.1} %)", b * 100.0, n * 100.0);
+    }
+    cell
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+
+    /// A run of an embedding model in `dir`: FP32 and one int8 strategy (mean cosine `cos`, nearest-neighbour
+    /// agreement from `kept`, per sentence), with per-sentence samples when `samples`.
+    fn embedding_run(dir: &Path, run: &str, cos: f64, kept: &[bool], samples: bool) -> PathBuf {
+        use crate::runner::samples::{SamplesWriter, encode_bits};
+        std::fs::create_dir_all(dir).unwrap();
+        let csv = dir.join(format!("{run}.csv"));
+        let mut out = crate::results::CsvAppender::open(&csv).unwrap();
+        let mut jsonl = SamplesWriter::open(&csv.with_extension("samples.jsonl")).unwrap();
+        for (strategy, cos, kept) in [
+            ("fp32", 1.0, &vec![true; kept.len()][..]),
+            ("w8", cos, kept),
+        ] {
+            let mut r = crate::results::sample_row(strategy);
+            let nn = kept.iter().filter(|k| **k).count() as f64 / kept.len() as f64;
+            (r.run_id, r.metric, r.top1, r.top1_drop) =
+                (run.into(), "embedding".into(), cos, 1.0 - cos);
+            (r.cosine_mean, r.cosine_min, r.nn_agreement) = (Some(cos), Some(cos - 0.02), Some(nn));
+            (r.top1_agreement, r.eval_samples) = (nn, kept.len());
+            out.append(&r).unwrap();
+            if samples {
+                jsonl
+                    .append(&TrialSamples {
+                        run_id: run.into(),
+                        model: r.model.clone(),
+                        target: r.target.clone(),
+                        strategy: strategy.into(),
+                        correct: encode_bits(kept.iter().copied()),
+                        eval_samples: kept.len(),
+                        latency_ns: vec![100, 101, 99],
+                    })
+                    .unwrap();
+            }
+        }
+        csv
+    }
+
+    #[test]
+    fn embedding_rows_are_judged_and_labelled_by_cosine_and_neighbour_agreement() {
+        let tmp = tempfile::tempdir().unwrap();
+        let all = [true; 16];
+        // 10 of 16 sentences lose FP32's nearest neighbour: McNemar p = 2 / 1024.
+        let lost: Vec<bool> = (0..16).map(|i| i >= 10).collect();
+        let base = embedding_run(&tmp.path().join("base"), "r1", 0.995, &all, true);
+        let new = embedding_run(&tmp.path().join("new"), "r2", 0.94, &lost, true);
+        let v = compare(&base, &new, CompareOptions::default()).unwrap();
+        let w8 = v.entries.iter().find(|e| e.strategy == "w8").unwrap();
+        assert_eq!(w8.metric, "embedding");
+        let Judgement::Regression(why) = &w8.accuracy else {
+            panic!("{:?}", w8.accuracy)
+        };
+        assert!(
+            why.starts_with(
+                "nearest-neighbour agreement: 10 sentences lost FP32's neighbour, 0 regained"
+            ),
+            "{why}"
+        );
+        let md = markdown(&v);
+        assert!(
+            md.contains("| strategy | mean cosine to FP32 | accuracy |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 0.9950 -> 0.9400 (nn 100.0 % -> 37.5 %) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Embedding rows: quality is the mean cosine"),
+            "{md}"
+        );
+        assert!(!md.contains("top-1"), "{md}");
+        // The JSON verdict keeps its field names and adds the metric and the embedding columns.
+        let json = serde_json::to_value(w8).unwrap();
+        assert_eq!(json["top1_baseline"], 0.995);
+        assert_eq!(json["top1_new"], 0.94);
+        assert_eq!(json["metric"], "embedding");
+        assert_eq!(json["nn_agreement_new"], 0.375);
+        assert_eq!(json["accuracy"]["verdict"], "regression");
+
+        // Without samples the cosine loss itself is reported, in cosine.
+        let bare = embedding_run(&tmp.path().join("bare"), "r3", 0.94, &lost, false);
+        let v = compare(&base, &bare, CompareOptions::default()).unwrap();
+        let w8 = v.entries.iter().find(|e| e.strategy == "w8").unwrap();
+        assert_eq!(
+            w8.accuracy,
+            Judgement::Regression(
+                "mean cosine to FP32 0.9950 -> 0.9400 (no per-sentence outcomes to test)".into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_mixed_table_tags_cosines_and_keeps_top1_in_percent() {
+        let entry = |metric: &str, top1: (f64, f64)| Entry {
+            model: "m".into(),
+            target: "t".into(),
+            strategy: "s".into(),
+            metric: metric.into(),
+            top1_baseline: top1.0,
+            top1_new: top1.1,
+            cosine_min_baseline: None,
+            cosine_min_new: None,
+            nn_agreement_baseline: None,
+            nn_agreement_new: None,
+            accuracy: Judgement::Unchanged,
+            latency_median_ns_baseline: 1,
+            latency_median_ns_new: 1,
+            latency: Judgement::Unchanged,
+            size_bytes_baseline: 1,
+            size_bytes_new: 1,
+            size: Judgement::Unchanged,
+        };
+        let v = Verdict {
+            regressions: 0,
+            entries: vec![entry("top1", (0.91, 0.9)), entry("embedding", (0.99, 0.98))],
+            missing: Vec::new(),
+            added: Vec::new(),
+        };
+        let md = markdown(&v);
+        assert!(md.contains("| top-1 % / mean cosine to FP32 |"), "{md}");
+        assert!(
+            md.contains("| 91.00 -> 90.00 |") && md.contains("| cos 0.9900 -> 0.9800 |"),
+            "{md}"
+        );
+        let v = Verdict {
+            entries: vec![entry("top1", (0.91, 0.9))],
+            ..v
+        };
+        let md = markdown(&v);
+        assert!(md.contains("| top-1 % |") && !md.contains("cosine"), "{md}");
+    }
 
     #[test]
     fn mcnemar_matches_binomial_tails() {

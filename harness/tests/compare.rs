@@ -80,6 +80,14 @@ fn compare_flags_injected_regressions_and_not_two_runs_of_one_commit() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["regressions"], 0);
     assert_eq!(v["entries"].as_array().unwrap().len(), 3);
+    // Classifier rows: top-1 in percent, as before the embedding columns existed.
+    assert!(text.contains("| strategy | top-1 % | accuracy |"), "{text}");
+    assert!(!text.contains("cosine"), "{text}");
+    for e in v["entries"].as_array().unwrap() {
+        assert_eq!(e["metric"], "top1", "{e}");
+        assert!(e["top1_baseline"].as_f64().unwrap() > 0.5, "{e}");
+        assert!(e["nn_agreement_new"].is_null(), "{e}");
+    }
 
     // 32 digits the w8 strategy got right are now wrong.
     let acc = injected(
