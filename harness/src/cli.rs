@@ -251,7 +251,7 @@ enum Command {
     /// Run an ONNX model (FP32) or a `.qhq` quantized model on .npy inputs; write every output as .npy.
     Infer(harness::quant::artifact::InferArgs),
     /// Show a model's ops, parameters, and what each quantization strategy quantizes or keeps in FP32 (and why),
-    /// with static mode's Q/DQ boundaries.
+    /// with static mode's Q/DQ boundaries. MODEL: an ONNX file, a BERT folder, or `minilm`.
     Inspect(harness::inspect::InspectArgs),
 }
 

@@ -1,4 +1,7 @@
 //! `harness inspect MODEL`: what a model holds and what each quantization strategy would do with it.
+//! `MODEL` is an ONNX file, a BERT folder (`config.json` + `model.safetensors`, imported by
+//! [`crate::models::load_bert`]: one MatMul layer per HF `Linear`), or `minilm` for the all-MiniLM-L6-v2 copy
+//! that `scripts/fetch_minilm.sh` fetches (see [`crate::models::bert::find_minilm_dir`]).
 //!
 //! Prints the ops (counts), the parameter count, every Conv / Gemm / MatMul with its shape and, per strategy
 //! family, whether it becomes a quantized layer or stays in FP32 and why (the rules of [`crate::quant`], asked
@@ -6,7 +9,7 @@
 //! boundaries: which values stay u8 between layers and where activations are quantized or dequantized.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use strategies::Granularity;
@@ -20,7 +23,8 @@ use crate::quant::{ActMode, Strategy};
 /// Arguments of `harness inspect`.
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
-    /// The ONNX model.
+    /// The model: an ONNX file, a BERT folder (config.json + model.safetensors), or `minilm` (the
+    /// all-MiniLM-L6-v2 copy `scripts/fetch_minilm.sh` fetches, or $HARNESS_MINILM_DIR).
     pub model: PathBuf,
     /// Show the decisions of this one strategy (named as result rows name it, e.g.
     /// w8-static-channel-sym-minmax) instead of every family.
@@ -376,12 +380,50 @@ pub fn render(r: &Report) -> String {
     s
 }
 
+/// The word that names the all-MiniLM-L6-v2 copy instead of a path (as a suite's bert `path` does).
+const MINILM: &str = "minilm";
+
+/// The graph of `model`: `minilm`, a BERT folder, or an ONNX file. Every failure is an input error naming
+/// the model.
+pub fn load_graph(model: &Path) -> Result<Graph, Error> {
+    let fail = |message: String| Error::Model {
+        model: model.display().to_string(),
+        message,
+    };
+    let bert = |dir: &Path| {
+        crate::models::load_bert(dir)
+            .map(|m| m.graph)
+            .map_err(|e| fail(e.to_string()))
+    };
+    if model.as_os_str() == MINILM {
+        let dir = crate::models::bert::find_minilm_dir().ok_or_else(|| {
+            fail(
+                "all-MiniLM-L6-v2 is not installed: run `bash scripts/fetch_minilm.sh` (or set \
+                 HARNESS_MINILM_DIR to a folder with config.json, model.safetensors and tokenizer.json)"
+                    .into(),
+            )
+        })?;
+        return bert(&dir);
+    }
+    if model.is_dir() {
+        for file in ["config.json", "model.safetensors"] {
+            if !model.join(file).is_file() {
+                return Err(fail(format!(
+                    "a folder must be a BERT model (config.json + model.safetensors): {file} not found"
+                )));
+            }
+        }
+        return bert(model);
+    }
+    crate::onnx::load_model(model).map_err(|e| Error::Import {
+        model: model.display().to_string(),
+        source: Box::new(e),
+    })
+}
+
 /// `harness inspect`.
 pub fn command(args: &InspectArgs) -> Result<(), Error> {
-    let graph = crate::onnx::load_model(&args.model).map_err(|e| Error::Import {
-        model: args.model.display().to_string(),
-        source: Box::new(e),
-    })?;
+    let graph = load_graph(&args.model)?;
     let strategy = args
         .strategy
         .as_deref()

@@ -2,7 +2,8 @@
 //! every strategy family of `suites/minilm.toml` (dynamic int8 per tensor and per channel, static int8, int4
 //! weight-only per group of 32, BF16) scored against FP32's sentence embeddings. Small (16 calibration and 16
 //! evaluation sentences, one timed run) so that it stays quick in the test profile. Skips, saying so, without
-//! all-MiniLM-L6-v2 (`bash scripts/fetch_minilm.sh` fetches it).
+//! all-MiniLM-L6-v2 (`bash scripts/fetch_minilm.sh` fetches it). Also `harness inspect` on the model, named
+//! `minilm` or by its folder.
 
 mod common;
 
@@ -228,4 +229,81 @@ fn a_text_model_with_an_unsupported_calibration_is_an_input_error() {
         !tmp.path().join("results/minilm-small").exists(),
         "no results folder before the error"
     );
+}
+
+#[test]
+fn inspect_reports_minilm_layers_by_name_and_by_folder() {
+    let Some(dir) = find_minilm_dir() else {
+        eprintln!(
+            "SKIPPED: all-MiniLM-L6-v2 not found (run `bash scripts/fetch_minilm.sh` or set HARNESS_MINILM_DIR)"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let by_name = harness(&["inspect", "minilm"], tmp.path());
+    let text = String::from_utf8_lossy(&by_name.stdout);
+    let stderr = String::from_utf8_lossy(&by_name.stderr);
+    assert!(by_name.status.success(), "{text}\n{stderr}");
+    // Six encoder layers of six Linear MatMuls (quantized) and two activation x activation MatMuls (FP32).
+    assert!(
+        text.contains("channel: 36 of 48 quantized"),
+        "layer counts:\n{text}"
+    );
+    let query = text
+        .lines()
+        .find(|l| l.starts_with("encoder.layer.0.attention.self.query "))
+        .unwrap_or_else(|| panic!("no query layer:\n{text}"));
+    assert!(
+        query.contains("[.., 384] x [384, 384]") && query.contains("147456"),
+        "{query}"
+    );
+
+    let by_folder = harness(&["inspect", dir.to_str().unwrap(), "--json"], tmp.path());
+    assert!(
+        by_folder.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_folder.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&by_folder.stdout).unwrap();
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 48);
+    let down = layers
+        .iter()
+        .find(|l| l["name"] == "encoder.layer.5.output.dense")
+        .unwrap();
+    assert_eq!(
+        (&down["k"], &down["n"], &down["parameters"]),
+        (&1536.into(), &384.into(), &(1536 * 384).into()),
+        "{down}"
+    );
+    assert!(down["float_reason"]["channel"].is_null(), "{down}");
+    let scores = layers
+        .iter()
+        .find(|l| l["name"] == "encoder.layer.0.attention.self.scores")
+        .unwrap();
+    assert!(
+        scores["float_reason"]["channel"]
+            .as_str()
+            .is_some_and(|why| why.contains("computed at run time")),
+        "{scores}"
+    );
+}
+
+#[test]
+fn inspect_without_minilm_or_of_a_folder_without_config_is_an_input_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["inspect", "minilm"])
+        .env("HARNESS_MINILM_DIR", tmp.path())
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("scripts/fetch_minilm.sh"), "{stderr}");
+
+    let out = harness(&["inspect", tmp.path().to_str().unwrap()], tmp.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("config.json not found"), "{stderr}");
 }
