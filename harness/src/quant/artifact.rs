@@ -712,10 +712,11 @@ pub fn quantize_command(args: &QuantizeArgs) -> Result<(), crate::Error> {
         .strategy
         .parse()
         .map_err(|e: StrategyNameError| usage(e.to_string()))?;
-    let mut graph = crate::onnx::load_model(&args.model).map_err(|source| crate::Error::Import {
-        model: model_name.clone(),
-        source: Box::new(source),
-    })?;
+    let mut graph =
+        crate::onnx::load_model(&args.model).map_err(|source| crate::Error::Import {
+            model: model_name.clone(),
+            source: Box::new(source),
+        })?;
     // Cross-layer equalization rewrites the FP32 weights before anything is calibrated on them.
     if matches!(strategy, Strategy::Linear(l) if l.refinement == Refinement::Cle) {
         crate::ir::equalize::equalize_graph(&mut graph)
