@@ -112,6 +112,10 @@ enum Command {
         /// Relative rise of the median latency below which no slowdown is reported (0.10 = 10 %).
         #[arg(long, default_value_t = 0.10)]
         latency_threshold: f64,
+        /// Sentence encoders: a cosine regression also needs the mean cosine to FP32 this much lower (a
+        /// significant sign test on per-sentence cosines alone can be float-rounding drift)
+        #[arg(long, default_value_t = 0.001)]
+        cosine_threshold: f64,
         /// Write the verdict as JSON to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
@@ -581,6 +585,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             new,
             alpha,
             latency_threshold,
+            cosine_threshold,
             json,
         } => {
             let verdict = harness::compare::compare(
@@ -589,6 +594,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 harness::compare::CompareOptions {
                     alpha,
                     latency_threshold,
+                    cosine_threshold,
                 },
             )?;
             println!("{}", harness::compare::markdown(&verdict));

@@ -10,7 +10,9 @@
 //! beside `metric`), shown in the markdown as a fraction (FP32: 1, four decimals) rather than as a top-1
 //! percentage; the per-sample outcomes are then per sentence, whether its nearest other sentence is still
 //! FP32's, so McNemar tests the nearest-neighbour agreement and the verdict counts sentences whose neighbour
-//! changed.
+//! changed. Where both runs recorded each sentence's cosine to FP32, those are paired too: an exact sign test
+//! on the sentences whose cosine fell against those whose cosine rose, a regression when it is significant
+//! and the mean fell by more than [`CompareOptions::cosine_threshold`]; either test can flag the trial.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -28,6 +30,9 @@ pub struct CompareOptions {
     pub alpha: f64,
     /// A latency regression also needs the new median this much above the baseline's (0.10 = 10 %).
     pub latency_threshold: f64,
+    /// An encoder's cosine regression also needs its mean cosine to FP32 this much lower (a kernel that
+    /// reorders float sums moves every sentence's cosine by ~1e-7, which a sign test would call significant).
+    pub cosine_threshold: f64,
 }
 
 impl Default for CompareOptions {
@@ -35,6 +40,7 @@ impl Default for CompareOptions {
         CompareOptions {
             alpha: 0.01,
             latency_threshold: 0.10,
+            cosine_threshold: 0.001,
         }
     }
 }
@@ -225,6 +231,13 @@ fn judge_accuracy(
     let lost = x.iter().zip(&y).filter(|(a, b)| **a && !**b).count();
     let gained = x.iter().zip(&y).filter(|(a, b)| !**a && **b).count();
     let p = mcnemar_exact(lost, gained);
+    if embedding
+        && let Some(cosine) = judge_cosines(b, n, bs, ns, opts)
+        && !matches!(cosine, Judgement::Unchanged)
+        && !(p < opts.alpha && lost > gained)
+    {
+        return cosine;
+    }
     let what = if embedding {
         format!(
             "nearest-neighbour agreement: {lost} sentences lost FP32's neighbour, {gained} regained it, \
@@ -240,6 +253,38 @@ fn judge_accuracy(
     } else {
         Judgement::Unchanged
     }
+}
+
+/// The paired per-sentence cosines of two encoder trials: `None` without them (or with different sentence
+/// counts); else a sign test on the sentences whose cosine to FP32 fell against those whose cosine rose.
+fn judge_cosines(
+    b: &Row,
+    n: &Row,
+    bs: Option<&TrialSamples>,
+    ns: Option<&TrialSamples>,
+    opts: CompareOptions,
+) -> Option<Judgement> {
+    let (x, y) = (&bs?.cosines, &ns?.cosines);
+    if x.is_empty() || x.len() != y.len() {
+        return None;
+    }
+    let fell = x.iter().zip(y).filter(|(a, b)| b < a).count();
+    let rose = x.iter().zip(y).filter(|(a, b)| b > a).count();
+    let p = mcnemar_exact(fell, rose);
+    let what = format!(
+        "mean cosine to FP32 {:.4} -> {:.4}: {fell} sentences fell, {rose} rose, sign test p = {p:.2e}",
+        b.top1, n.top1
+    );
+    let moved = (n.top1 - b.top1).abs() > opts.cosine_threshold;
+    Some(
+        if p < opts.alpha && moved && fell > rose && n.top1 < b.top1 {
+            Judgement::Regression(what)
+        } else if p < opts.alpha && moved && rose > fell && n.top1 > b.top1 {
+            Judgement::Improved(what)
+        } else {
+            Judgement::Unchanged
+        },
+    )
 }
 
 fn judge_latency(
@@ -424,6 +469,18 @@ mod tests {
     /// A run of an embedding model in `dir`: FP32 and one int8 strategy (mean cosine `cos`, nearest-neighbour
     /// agreement from `kept`, per sentence), with per-sentence samples when `samples`.
     fn embedding_run(dir: &Path, run: &str, cos: f64, kept: &[bool], samples: bool) -> PathBuf {
+        embedding_run_with(dir, run, cos, kept, samples, &[])
+    }
+
+    /// [`embedding_run`] with the int8 trial's per-sentence cosines (`cosines`, empty: none recorded).
+    fn embedding_run_with(
+        dir: &Path,
+        run: &str,
+        cos: f64,
+        kept: &[bool],
+        samples: bool,
+        cosines: &[f64],
+    ) -> PathBuf {
         use crate::runner::samples::{SamplesWriter, encode_bits};
         std::fs::create_dir_all(dir).unwrap();
         let csv = dir.join(format!("{run}.csv"));
@@ -450,11 +507,52 @@ mod tests {
                         correct: encode_bits(kept.iter().copied()),
                         eval_samples: kept.len(),
                         latency_ns: vec![100, 101, 99],
+                        cosines: if strategy == "fp32" {
+                            vec![1.0; kept.len()]
+                        } else {
+                            cosines.to_vec()
+                        },
                     })
                     .unwrap();
             }
         }
         csv
+    }
+
+    /// Every sentence keeps its nearest neighbour but every cosine falls: the sign test on the paired
+    /// per-sentence cosines flags it; the same cosines, or a drift below the threshold, do not.
+    #[test]
+    fn a_cosine_loss_that_keeps_every_neighbour_is_a_regression() {
+        let tmp = tempfile::tempdir().unwrap();
+        let all = [true; 16];
+        let base_cos: Vec<f64> = (0..16).map(|i| 0.99 + i as f64 * 1e-4).collect();
+        let lower: Vec<f64> = base_cos.iter().map(|c| c - 0.03).collect();
+        let drift: Vec<f64> = base_cos.iter().map(|c| c - 1e-7).collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let base = embedding_run_with(
+            &tmp.path().join("b"),
+            "r1",
+            mean(&base_cos),
+            &all,
+            true,
+            &base_cos,
+        );
+        for (name, cos, expect_regression) in [
+            ("lower", &lower, true),
+            ("same", &base_cos, false),
+            ("drift", &drift, false),
+        ] {
+            let new = embedding_run_with(&tmp.path().join(name), "r2", mean(cos), &all, true, cos);
+            let v = compare(&base, &new, CompareOptions::default()).unwrap();
+            let w8 = v.entries.iter().find(|e| e.strategy == "w8").unwrap();
+            match (&w8.accuracy, expect_regression) {
+                (Judgement::Regression(why), true) => {
+                    assert!(why.contains("16 sentences fell, 0 rose"), "{why}")
+                }
+                (Judgement::Unchanged, false) => {}
+                (other, _) => panic!("{name}: {other:?}"),
+            }
+        }
     }
 
     #[test]

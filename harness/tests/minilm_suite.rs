@@ -178,6 +178,15 @@ fn minilm_suite_reports_embedding_fidelity_per_strategy() {
     assert!(w4.size_bytes < dynamic.size_bytes);
     // BF16 keeps 8 significant bits; nothing else comes close to it here.
     assert!(row(&rows, "bf16").cosine_min.unwrap() > 0.999);
+    // The samples file holds each sentence's cosine (what `harness compare` pairs), consistent with the row.
+    let samples = harness::runner::samples::read_dir_samples(csv.parent().unwrap());
+    let s = samples
+        .iter()
+        .find(|s| s.strategy == "w8-dynamic-channel-affine")
+        .unwrap();
+    assert_eq!(s.cosines.len(), 16);
+    let mean = s.cosines.iter().sum::<f64>() / 16.0;
+    assert!((mean - cos).abs() < 1e-9, "{mean} vs {cos}");
 }
 
 #[test]

@@ -668,6 +668,8 @@ struct Quality {
     agreement: f64,
     /// Per evaluation sample: right label, or unchanged nearest neighbour.
     correct: Vec<bool>,
+    /// An encoder's per-sentence cosine to FP32 (empty for classifiers).
+    cosines: Vec<f64>,
     embedding: Option<crate::text::EmbeddingMetrics>,
 }
 
@@ -1285,6 +1287,7 @@ impl<'p> Session<'p> {
             top1,
             agreement,
             correct,
+            cosines: Vec::new(),
             embedding: None,
         })
     }
@@ -1331,10 +1334,13 @@ impl<'p> Session<'p> {
             crate::text::metrics::nearest_neighbours(candidate.view()),
         );
         let correct: Vec<bool> = r.iter().zip(&c).map(|(a, b)| a == b).collect();
+        let cosines = crate::text::metrics::row_cosines(reference.view(), candidate.view())
+            .map_err(|e| Error::Run(format!("model `{}`: {e}", self.prepared.models[m].name)))?;
         Ok(Quality {
             top1: metrics.mean_cosine,
             agreement: metrics.neighbour_agreement.unwrap_or(1.0),
             correct,
+            cosines,
             embedding: Some(metrics),
         })
     }
@@ -1396,6 +1402,7 @@ impl<'p> Session<'p> {
             correct: samples::encode_bits(quality.correct.iter().copied()),
             eval_samples: quality.correct.len(),
             latency_ns: latency_samples,
+            cosines: quality.cosines.clone(),
         };
         self.samples.append(&outcomes)?;
         let prov = &self.prov;

@@ -1,6 +1,7 @@
 //! Per-trial samples beside a run's CSV (`<run-id>.samples.jsonl`, one JSON object per measured trial): which
 //! evaluation samples the strategy got right (a bit string, in evaluation order) and every timed run's
-//! latency. `harness compare` judges accuracy on the paired per-sample outcomes (McNemar) and latency on the
+//! latency; for sentence encoders also each sentence's cosine to FP32. `harness compare` judges accuracy on
+//! the paired per-sample outcomes (McNemar; paired per-sentence cosines with a sign test) and latency on the
 //! timing samples (Mann-Whitney), which the CSV's summary columns cannot support. A reused trial keeps its
 //! original run id, so its samples are in that run's file.
 
@@ -22,6 +23,10 @@ pub struct TrialSamples {
     pub correct: String,
     pub eval_samples: usize,
     pub latency_ns: Vec<u64>,
+    /// Sentence-embedding trials: each evaluation sentence's cosine to its FP32 embedding (absent for
+    /// classifiers and in files written before it existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cosines: Vec<f64>,
 }
 
 impl TrialSamples {
