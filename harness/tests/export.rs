@@ -442,6 +442,46 @@ fn ppocr_images() -> ArrayD<f32> {
     ndarray::concatenate(Axis(0), &[x.view(), turned.view()]).unwrap()
 }
 
+/// PP-OCR static int8 (hard-swish and HardSigmoid chains run as u8 tables) saved and loaded back: the loaded
+/// model rebuilds the same 27 tables from the stored parameters and gives bit-identical probabilities, and
+/// the saved plan names each table's chain.
+#[test]
+fn ppocr_static_artifact_loads_back_bit_exactly_with_its_tables() {
+    let graph = harness::onnx::load_model(&ppocr_dir().join("ch_ppocr_mobile_v2.0_cls_infer.onnx"))
+        .unwrap();
+    let x = ppocr_images();
+    let dir = tempfile::tempdir().unwrap();
+    let kernels = kernels::select(None).unwrap();
+    for name in [
+        "w8-static-channel-affine-minmax",
+        "w8-static-tensor-sym-minmax",
+    ] {
+        let q = build(&graph, name, &x);
+        assert_eq!(q.lut_count(), 27, "{name}");
+        let path = dir.path().join(format!("{name}.qhq"));
+        q.save(&path).unwrap();
+        let loaded = QuantizedModel::load_with(&path, kernels).unwrap();
+        assert_eq!(loaded.lut_count(), 27, "{name}");
+        let a = logits(q.run(&[("x", x.clone())]).unwrap());
+        let b = logits(loaded.run(&[("x", x.clone())]).unwrap());
+        assert!(
+            a.iter().zip(&b).all(|(u, v)| u.to_bits() == v.to_bits()),
+            "{name}: loaded model's probabilities differ"
+        );
+        // And the loaded model's float path is the original float path.
+        let c = logits(loaded.without_luts().run(&[("x", x.clone())]).unwrap());
+        assert!(
+            a.iter().zip(&c).all(|(u, v)| u.to_bits() == v.to_bits()),
+            "{name}: the float path differs from the tables"
+        );
+        assert_eq!(
+            serialize_quantized(&QuantizedModel::load_with(&path, kernels).unwrap()),
+            serialize_quantized(&q),
+            "{name}"
+        );
+    }
+}
+
 /// Runs `model` in ONNX Runtime (scripts/check_qdq.py) on `x`; returns the first output and the script's
 /// JSON line.
 fn run_in_ort(model: &Path, x: &ArrayD<f32>, dir: &Path) -> (ArrayD<f32>, String) {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use harness::exec::Fp32Executor;
-use harness::ir::{ConvAttrs, Dim, Graph, Node, Op, Tensor, UnaryOp, ValueInfo};
+use harness::ir::{BinaryOp, ConvAttrs, Dim, Graph, Node, Op, Tensor, UnaryOp, ValueInfo};
 use harness::quant::{ActMode, ActivationRanges, Calibration, LinearStrategy, QuantizedModel};
 use kernels::Isa;
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -208,6 +208,144 @@ fn grouped_and_depthwise_convs_quantize_on_every_path() {
     }
 }
 
+/// `x[N, 4, 12, 10]` -> 3x3 conv (4 -> 6) -> hard-swish as PP-OCR writes it (`Add(3) -> Clip(0, 6) ->
+/// Mul(x, .) -> Div(6)`, read by a conv only: a table with u8 output) -> depthwise 3x3 stride 2 ->
+/// HardSigmoid (read by GlobalAveragePool: a table with f32 output) -> GlobalAveragePool.
+fn hardswish_graph() -> Graph {
+    let mut init = BTreeMap::new();
+    for (name, shape, seed) in [("a", [6, 4, 3, 3], 1), ("dw", [6, 1, 3, 3], 2)] {
+        init.insert(format!("{name}.w"), tensor(&shape, seed, 0.5));
+        init.insert(format!("{name}.b"), tensor(&[shape[0]], seed + 10, 0.5));
+    }
+    let scalar = |v: f32| Tensor::F32(ArrayD::from_elem(IxDyn(&[1]), v));
+    init.insert("three".into(), scalar(3.0));
+    init.insert("six".into(), scalar(6.0));
+    let node = |name: &str, op: Op, inputs: &[&str], o: &str| Node {
+        name: name.into(),
+        op,
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: vec![o.into()],
+    };
+    let dims = |c: usize, h: usize, w: usize| {
+        vec![
+            Dim::Symbolic("N".into()),
+            Dim::Fixed(c),
+            Dim::Fixed(h),
+            Dim::Fixed(w),
+        ]
+    };
+    Graph {
+        name: "hardswish".into(),
+        opset: 13,
+        inputs: vec![ValueInfo {
+            name: "x".into(),
+            shape: dims(4, 12, 10),
+        }],
+        outputs: vec![ValueInfo {
+            name: "y".into(),
+            shape: dims(6, 1, 1),
+        }],
+        initializers: init,
+        nodes: vec![
+            conv("a", "x", "a_out", 3, 1, 1),
+            node("hs_add", Op::Add, &["a_out", "three"], "hs_a"),
+            node(
+                "hs_clip",
+                Op::Unary(UnaryOp::Clip { min: 0.0, max: 6.0 }),
+                &["hs_a"],
+                "hs_c",
+            ),
+            node(
+                "hs_mul",
+                Op::Binary(BinaryOp::Mul),
+                &["a_out", "hs_c"],
+                "hs_m",
+            ),
+            node("hs_div", Op::Binary(BinaryOp::Div), &["hs_m", "six"], "hs"),
+            conv("dw", "hs", "d", 3, 2, 6),
+            node(
+                "hsig",
+                Op::Unary(UnaryOp::HardSigmoid {
+                    alpha: 0.2,
+                    beta: 0.5,
+                }),
+                &["d"],
+                "h",
+            ),
+            node("gap", Op::GlobalAveragePool, &["h"], "y"),
+        ],
+    }
+}
+
+fn bits(a: &ArrayD<f32>) -> Vec<u32> {
+    a.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Static mode runs the hard-swish and the HardSigmoid as u8 tables, and the outputs are bit for bit those of
+/// the float path the tables replace (tolerance 0), on the dispatched and the scalar kernels.
+#[test]
+fn elementwise_chains_run_as_u8_tables_bit_exactly() {
+    let graph = hardswish_graph();
+    let x = match tensor(&[3, 4, 12, 10], 7, 2.0) {
+        Tensor::F32(a) => a,
+        _ => unreachable!(),
+    };
+    for isa in [None, Some(Isa::Scalar)] {
+        let ks = kernels::select(isa).unwrap();
+        let fp32 = Fp32Executor::new(&graph, ks).unwrap();
+        let ranges = ActivationRanges::observe(&fp32, "x", [x.clone()]).unwrap();
+        let reference = first_f32(fp32.run(&[("x", x.clone())]).unwrap());
+        for granularity in [Granularity::PerTensor, Granularity::PerChannel] {
+            for scheme in [Scheme::Symmetric, Scheme::Affine] {
+                let s = int8(ActMode::Static, granularity, scheme);
+                let name = harness::quant::Strategy::Linear(s).name();
+                let q = QuantizedModel::build(&graph, s, Some(&ranges), ks).unwrap();
+                assert_eq!(q.lut_count(), 2, "{name}");
+                let float = QuantizedModel::build(&graph, s, Some(&ranges), ks)
+                    .unwrap()
+                    .without_luts();
+                assert_eq!(float.lut_count(), 0, "{name}");
+                let y = first_f32(q.run(&[("x", x.clone())]).unwrap());
+                let y_float = first_f32(float.run(&[("x", x.clone())]).unwrap());
+                assert_eq!(bits(&y), bits(&y_float), "{name}: tables vs float path");
+                // And both are the quantized model, close to FP32.
+                let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let err = max_abs_diff(&y, &reference);
+                assert!(err < 0.05 * scale, "{name}: {err} vs {scale}");
+            }
+        }
+        // Dynamic mode keeps the chains in float.
+        let s = int8(ActMode::Dynamic, Granularity::PerChannel, Scheme::Affine);
+        let q = QuantizedModel::build(&graph, s, None, ks).unwrap();
+        assert_eq!(q.lut_count(), 0);
+    }
+}
+
+/// PP-OCR's classifier, static int8 per channel and per tensor: the hard-swish and HardSigmoid chains run as
+/// u8 tables and the probabilities are bit for bit the float path's.
+#[test]
+fn ppocr_static_tables_match_the_float_path_bit_exactly() {
+    let (graph, x, _) = ppocr();
+    let best = kernels::select(None).unwrap();
+    let fp32 = Fp32Executor::new(&graph, best).unwrap();
+    let ranges = ActivationRanges::observe(&fp32, "x", [x.clone()]).unwrap();
+    for granularity in [Granularity::PerChannel, Granularity::PerTensor] {
+        for scheme in [Scheme::Affine, Scheme::Symmetric] {
+            let s = int8(ActMode::Static, granularity, scheme);
+            let name = harness::quant::Strategy::Linear(s).name();
+            let q = QuantizedModel::build(&graph, s, Some(&ranges), best).unwrap();
+            // 18 hard-swishes and 9 HardSigmoids.
+            assert_eq!(q.lut_count(), 27, "{name}");
+            let float = QuantizedModel::build(&graph, s, Some(&ranges), best)
+                .unwrap()
+                .without_luts();
+            let y = first_f32(q.run(&[("x", x.clone())]).unwrap());
+            let y_float = first_f32(float.run(&[("x", x.clone())]).unwrap());
+            assert_eq!(bits(&y), bits(&y_float), "{name}: tables vs float path");
+        }
+    }
+}
+
 fn ppocr() -> (Graph, ArrayD<f32>, ArrayD<f32>) {
     let graph = harness::onnx::load_model(&ppocr_dir().join("ch_ppocr_mobile_v2.0_cls_infer.onnx"))
         .unwrap();
@@ -322,6 +460,18 @@ fn ppocr_latency_fp32_vs_static_int8() {
         let q = QuantizedModel::build(&graph, s, Some(&ranges), best).unwrap();
         (harness::quant::Strategy::Linear(s).name(), q)
     })
+    .chain(std::iter::once({
+        // The float path the elementwise tables replace, for comparison.
+        let s = int8(ActMode::Static, Granularity::PerChannel, Scheme::Affine);
+        let q = QuantizedModel::build(&graph, s, Some(&ranges), best).unwrap();
+        (
+            format!(
+                "{} without tables",
+                harness::quant::Strategy::Linear(s).name()
+            ),
+            q.without_luts(),
+        )
+    }))
     .collect();
     pool.install(|| {
         let (med, min) = time(&|| {

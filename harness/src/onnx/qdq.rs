@@ -14,6 +14,8 @@
 //!   `DequantizeLinear`;
 //! - MaxPool / Relu / Flatten / Reshape on values that are u8 in our executor are followed by a pair with the
 //!   same parameters (the runtime keeps them in u8); other nodes run in float on dequantized values, as ours do;
+//! - an elementwise chain our executor runs as a u8 table (see [`crate::quant::lut`]) is written as its float
+//!   nodes, followed, when its output stays u8 in our executor, by a pair with the output's parameters;
 //! - dynamic strategies (affine, float scales): `DynamicQuantizeLinear` -> `DequantizeLinear` before the layer
 //!   (the same u8 parameters as ours, from the whole tensor's range), float bias;
 //! - weight-only strategies: only the weights go through `DequantizeLinear`; float bias.
@@ -39,6 +41,7 @@ use super::export::{GraphNode, export_mixed};
 use super::proto::{AttributeProto, AttributeType, DataType, ModelProto, NodeProto, TensorProto};
 use crate::ir::{self, GemmAttrs, Op};
 use crate::quant::QuantizedModel;
+use crate::quant::lut::LutChain;
 use crate::quant::model::{LayerMode, LinearShape, QLinear, StepRef};
 use crate::quant::strategy::{FloatFormat, Strategy};
 
@@ -192,6 +195,26 @@ impl Builder {
             }
             None => self.items.push(Item::Ir(node.clone())),
         }
+    }
+
+    /// An elementwise chain our executor runs as a table on u8 codes: its original float nodes on the
+    /// dequantized input, then, when its output is u8 in our executor, a pair with the output's parameters
+    /// (what ONNX Runtime computes in float between the two pairs is what our table holds).
+    fn lut(&mut self, c: &LutChain) {
+        let Some(p) = c.output_params else {
+            self.items.extend(c.nodes.iter().cloned().map(Item::Ir));
+            return;
+        };
+        let float = format!("{}__f", c.output);
+        for node in &c.nodes {
+            let mut node = node.clone();
+            if node.outputs[0] == c.output {
+                node.outputs[0] = float.clone();
+            }
+            self.items.push(Item::Ir(node));
+        }
+        self.qdq(&float, &c.output, p);
+        self.quantized.insert(c.output.clone(), p);
     }
 
     fn linear(&mut self, l: &QLinear) -> Result<(), QdqError> {
@@ -470,6 +493,7 @@ pub fn export_qdq(model: &QuantizedModel) -> Result<ModelProto, QdqError> {
                 outputs: vec![output.to_string()],
             }),
             StepRef::Linear(l) => b.linear(l)?,
+            StepRef::Lut(c) => b.lut(c),
         }
     }
     let signature = model.signature();

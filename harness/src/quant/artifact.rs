@@ -7,7 +7,9 @@
 //! records, each `name, dtype, rank, dims (u32), payload length (u64), payload`:
 //! - `__plan__` (u8): UTF-8 TOML, the executor's step list: every quantized layer (name, op, input and output
 //!   values, layout, convolution attributes, weight width and code kind, scheme, granularity, activation mode,
-//!   fused Relu) and every other step (an index into `__graph__`, or an in-place NHWC flatten);
+//!   fused Relu) and every other step (an index into `__graph__`, an in-place NHWC flatten, or an elementwise
+//!   chain run as a u8 table: its nodes in `__graph__` and the u8 parameters of its input and, when it stays
+//!   u8, its output; the table is computed again at load);
 //! - `__graph__` (u8): an ONNX `ModelProto` holding the graph's name, opset, inputs and outputs (with their
 //!   shapes) and the nodes that stay unquantized, in order; values they read from quantized layers or
 //!   constants are declared as extra inputs (listed in the plan, so the loader knows the real ones);
@@ -216,6 +218,20 @@ enum StepPlan {
         output: String,
     },
     Linear(Box<LayerPlan>),
+    /// An elementwise chain run as a table: the embedded graph's nodes that write `nodes`, in order, and the
+    /// u8 parameters the table was built for (scales as f64, exactly the f32 values); no output parameters
+    /// when the output is f32. The table is computed again at load, the way the builder computed it.
+    Lut {
+        input: String,
+        output: String,
+        nodes: Vec<String>,
+        input_scale: f64,
+        input_zero_point: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_scale: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_zero_point: Option<i32>,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -289,6 +305,18 @@ impl QuantizedModel {
                     input: input.to_string(),
                     output: output.to_string(),
                 },
+                StepRef::Lut(c) => {
+                    nodes.extend(c.nodes.iter().cloned());
+                    StepPlan::Lut {
+                        input: c.input.clone(),
+                        output: c.output.clone(),
+                        nodes: c.nodes.iter().map(|n| n.outputs[0].clone()).collect(),
+                        input_scale: f64::from(c.input_params.scale),
+                        input_zero_point: c.input_params.zero_point,
+                        output_scale: c.output_params.map(|p| f64::from(p.scale)),
+                        output_zero_point: c.output_params.map(|p| p.zero_point),
+                    }
+                }
                 StepRef::Linear(l) => {
                     let (layout, conv) = match l.shape() {
                         LinearShape::Conv(a) => ("conv", Some(conv_plan(a))),
@@ -472,21 +500,62 @@ impl QuantizedModel {
             let t = record(name)?.tensor(name).map_err(format)?;
             constants.insert(name.clone(), t);
         }
+        let node_writing = |output: &str| {
+            graph
+                .nodes
+                .iter()
+                .find(|n| n.outputs.first().map(String::as_str) == Some(output))
+                .cloned()
+                .ok_or_else(|| {
+                    format(format!(
+                        "no node of the embedded graph writes `{output}`, which a step names"
+                    ))
+                })
+        };
         let mut steps = Vec::with_capacity(plan.steps.len());
         for step in plan.steps {
             steps.push(match step {
-                StepPlan::Node { output } => StepParts::Node(
-                    graph
-                        .nodes
+                StepPlan::Node { output } => StepParts::Node(node_writing(&output)?),
+                StepPlan::Lut {
+                    input,
+                    output,
+                    nodes,
+                    input_scale,
+                    input_zero_point,
+                    output_scale,
+                    output_zero_point,
+                } => {
+                    let nodes = nodes
                         .iter()
-                        .find(|n| n.outputs.first() == Some(&output))
-                        .cloned()
-                        .ok_or_else(|| {
-                            format(format!(
-                                "no node of the embedded graph writes `{output}`, which a step names"
-                            ))
-                        })?,
-                ),
+                        .map(|o| node_writing(o))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if nodes.last().map(|n| &n.outputs[0]) != Some(&output) {
+                        return Err(format(format!(
+                            "the elementwise chain writing `{output}` does not end with the node that writes it"
+                        )));
+                    }
+                    let output_params = match (output_scale, output_zero_point) {
+                        (Some(scale), Some(zero_point)) => Some(ActParams {
+                            scale: scale as f32,
+                            zero_point,
+                        }),
+                        (None, None) => None,
+                        _ => {
+                            return Err(format(format!(
+                                "the elementwise chain writing `{output}` has half of its output parameters"
+                            )));
+                        }
+                    };
+                    StepParts::Lut {
+                        nodes,
+                        input,
+                        input_params: ActParams {
+                            scale: input_scale as f32,
+                            zero_point: input_zero_point,
+                        },
+                        output_params,
+                    }
+                }
                 StepPlan::FlattenNhwc { input, output } => StepParts::FlattenNhwc { input, output },
                 StepPlan::Linear(l) => {
                     StepParts::Linear(Box::new(layer_parts(*l, &c.records).map_err(format)?))

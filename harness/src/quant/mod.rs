@@ -31,11 +31,26 @@
 //! for convolutions). MaxPool, Relu, Flatten and Reshape run directly on u8 values (they commute with the
 //! affine map; MaxPool and Relu keep NHWC), so values stay integer through them. A quantized layer whose input
 //! is f32 quantizes it with the input's calibrated parameters (Q); any other op reading a u8 value dequantizes
-//! it (DQ), as does a graph output. Dynamic mode quantizes each layer's f32 input per run (range of the
+//! it (DQ), as does a graph output.
+//!
+//! **Elementwise chains (static mode).** A run of consecutive nodes whose only non-constant input is one u8
+//! value (or values the run computed from it), every other input a one-element f32 initializer, every op an
+//! f32 elementwise map (Add, Sub, Mul, Div, Pow, the unary maps such as Clip, HardSigmoid, HardSwish, Sigmoid,
+//! Tanh, LeakyRelu, Relu of a computed value, Identity, Max / Min / Sum / Mean), its inner values read only
+//! inside the run and not graph outputs, runs as a 256-entry table on the u8 codes, in the input's layout
+//! (NHWC or not) ([`lut`]). Hard-swish written as `Add(x, 3) -> Clip(0, 6) -> Mul(x, .) -> Div(6)` is one
+//! chain. The table is the float path's own arithmetic ([`crate::exec::eval::eval_op`] on the 256 dequantized
+//! codes, node by node); when every consumer of the chain's output is a static quantized layer (and it is not
+//! a graph output) the entries are quantized with the output's calibrated parameters by the function the
+//! layer's input quantization calls, so the output is u8 and the layer takes it with no conversion; otherwise
+//! the table holds f32 values and the output is f32 in the graph's layout. Either way the model's outputs are
+//! bit for bit those of the float path ([`model::QuantizedModel::without_luts`] runs that path). A Relu of the
+//! u8 value itself is not a chain (it stays u8, above). Dynamic mode quantizes each layer's f32 input per run (range of the
 //! tensor) and returns f32; weight-only layers take and return f32.
 
 pub mod artifact;
 pub mod calibrate;
+pub mod lut;
 pub mod model;
 pub mod refine;
 pub mod serialize;

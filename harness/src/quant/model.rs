@@ -33,6 +33,7 @@ use strategies::{
 
 use super::QuantError;
 use super::calibrate::ActivationRanges;
+use super::lut::{LutChain, lut_chain};
 use super::refine::{LayerInputs, RefineData};
 use super::strategy::{
     ActMode, Calibration, FloatFormat, LayerPrecision, LinearStrategy, MixedPrecision, Quantizer,
@@ -264,13 +265,26 @@ pub(crate) enum StepRef<'a> {
     },
     /// An original node, run as it is.
     Node(&'a Node),
+    /// An elementwise chain run as a table on u8 codes.
+    Lut(&'a LutChain),
 }
 
 /// One step of a quantized model as plain data, for [`QuantizedModel::from_parts`].
 pub(crate) enum StepParts {
     Linear(Box<LayerParts>),
-    FlattenNhwc { input: String, output: String },
+    FlattenNhwc {
+        input: String,
+        output: String,
+    },
     Node(Node),
+    /// An elementwise chain (its nodes in order) reading u8 `input` with `input_params`, its output u8 with
+    /// `output_params` or f32; the table is computed again from these.
+    Lut {
+        nodes: Vec<Node>,
+        input: String,
+        input_params: ActParams,
+        output_params: Option<ActParams>,
+    },
 }
 
 /// What a quantized layer does with its activations, as plain data.
@@ -569,6 +583,8 @@ enum Step {
     },
     /// An original node, run on whatever value types reach it.
     Node(Node),
+    /// An elementwise chain run as a 256-entry table on its u8 input (see [`super::lut`]).
+    Lut(Box<LutChain>),
 }
 
 /// The graph a quantized model came from, as its callers see it: name, opset, inputs and outputs.
@@ -615,6 +631,7 @@ fn count_uses(steps: &[Step], outputs: &[String]) -> HashMap<String, usize> {
         match step {
             Step::Linear(l) => add(&l.input),
             Step::FlattenNhwc { input, .. } => add(input),
+            Step::Lut(c) => add(&c.input),
             Step::Node(n) => n
                 .inputs
                 .iter()
@@ -746,6 +763,42 @@ impl QuantizedModel {
                 permute,
             )?
             else {
+                if static_mode
+                    && let Some(span) = lut_chain(
+                        graph,
+                        i,
+                        |v| qvals.contains_key(v),
+                        |n| static_layer(graph, n, strategy.granularity, mixed),
+                    )
+                {
+                    let nodes = graph.nodes[span.start..span.end].to_vec();
+                    let chain_constants: HashMap<String, Tensor> = nodes
+                        .iter()
+                        .flat_map(|n| &n.inputs)
+                        .filter_map(|v| Some((v.clone(), graph.initializers.get(v)?.clone())))
+                        .collect();
+                    used_constants.extend(chain_constants.keys().cloned());
+                    let output_params = match span.u8_output {
+                        true => Some(static_params(ranges, strategy, &span.output)?),
+                        false => None,
+                    };
+                    if let Some(p) = output_params {
+                        qvals.insert(span.output.clone(), p);
+                        if let Some(&c) = nhwc.get(&span.input) {
+                            nhwc.insert(span.output.clone(), c);
+                        }
+                    }
+                    steps.push(Step::Lut(Box::new(LutChain::new(
+                        nodes,
+                        span.input.clone(),
+                        qvals[&span.input],
+                        output_params,
+                        &chain_constants,
+                        kernels.gemm_f32,
+                    )?)));
+                    i = span.end;
+                    continue;
+                }
                 let input = node.inputs.first().cloned().unwrap_or_default();
                 let output = node.outputs[0].clone();
                 let keeps_params = matches!(
@@ -795,17 +848,7 @@ impl QuantizedModel {
                 }
             }
             if static_mode && layer_float.is_none() {
-                let ranges = ranges.ok_or_else(|| QuantError::NoRange {
-                    value: lin.input.clone(),
-                })?;
-                let rule = (
-                    strategy.calibration.unwrap_or(Calibration::MinMax),
-                    strategy.scheme == Scheme::Symmetric,
-                );
-                let params = |value: &str| -> Result<ActParams, QuantError> {
-                    let (lo, hi) = ranges.get_rule(value, rule)?;
-                    Ok(activation_params(lo, hi, strategy.scheme, strategy.scale))
-                };
+                let params = |value: &str| static_params(ranges, strategy, value);
                 let input = match qvals.get(&lin.input) {
                     Some(p) => *p,
                     None => params(&lin.input)?,
@@ -884,7 +927,7 @@ impl QuantizedModel {
     pub(crate) fn linears(&self) -> impl Iterator<Item = &QLinear> {
         self.steps.iter().filter_map(|s| match s {
             Step::Linear(l) => Some(l.as_ref()),
-            Step::Node(_) | Step::FlattenNhwc { .. } => None,
+            Step::Node(_) | Step::FlattenNhwc { .. } | Step::Lut(_) => None,
         })
     }
 
@@ -899,6 +942,7 @@ impl QuantizedModel {
             Step::Linear(l) => StepRef::Linear(l),
             Step::FlattenNhwc { input, output } => StepRef::FlattenNhwc { input, output },
             Step::Node(n) => StepRef::Node(n),
+            Step::Lut(c) => StepRef::Lut(c),
         })
     }
 
@@ -939,6 +983,19 @@ impl QuantizedModel {
                     }
                     StepParts::FlattenNhwc { input, output } => Step::FlattenNhwc { input, output },
                     StepParts::Node(n) => Step::Node(n),
+                    StepParts::Lut {
+                        nodes,
+                        input,
+                        input_params,
+                        output_params,
+                    } => Step::Lut(Box::new(LutChain::new(
+                        nodes,
+                        input,
+                        input_params,
+                        output_params,
+                        &constants,
+                        kernels.gemm_f32,
+                    )?)),
                 })
             })
             .collect::<Result<Vec<_>, QuantError>>()?;
@@ -1049,6 +1106,16 @@ impl QuantizedModel {
                     let y = run_node(node, args, self.kernels.gemm_f32)?;
                     values.insert(node.outputs[0].clone(), y);
                 }
+                Step::Lut(c) => {
+                    let x = if last_use(&c.input) {
+                        values.remove(&c.input)
+                    } else {
+                        values.get(&c.input).cloned()
+                    };
+                    let x = x.ok_or_else(|| QuantError::MissingValue(c.input.clone()))?;
+                    let y = self.run_lut(c, x)?;
+                    values.insert(c.output.clone(), y);
+                }
                 Step::FlattenNhwc { input, output } => {
                     let x = if last_use(input) {
                         values.remove(input)
@@ -1090,6 +1157,58 @@ impl QuantizedModel {
                 Ok((name.clone(), v.to_tensor()?))
             })
             .collect()
+    }
+
+    /// A chain's table applied to its u8 input (u8 output in the input's layout, or f32 in the graph's); an
+    /// input with other parameters than the table's runs the chain's nodes in f32 instead.
+    fn run_lut(&self, c: &LutChain, x: Value) -> Result<Value, QuantError> {
+        match (x, c.output_params) {
+            (Value::U8(q, p), Some(out)) if p == c.input_params => {
+                Ok(Value::U8(c.apply_u8(&q).expect("u8 table"), out))
+            }
+            (Value::U8Nhwc(q, p), Some(out)) if p == c.input_params => {
+                Ok(Value::U8Nhwc(c.apply_u8(&q).expect("u8 table"), out))
+            }
+            (x @ (Value::U8(..) | Value::U8Nhwc(..)), None) if matches!(&x, Value::U8(_, p) | Value::U8Nhwc(_, p) if *p == c.input_params) =>
+            {
+                let Value::U8(q, _) = x.into_graph_layout() else {
+                    unreachable!("a u8 value stays u8")
+                };
+                Ok(Value::F32(c.apply_f32(&q).expect("f32 table")))
+            }
+            (x, _) => {
+                let y = super::lut::eval_chain(
+                    &c.nodes,
+                    &c.input,
+                    x.into_tensor()?,
+                    &self.constants,
+                    self.kernels.gemm_f32,
+                )?;
+                Ok(Value::from_tensor(y))
+            }
+        }
+    }
+
+    /// How many elementwise chains run as tables (see [`super::lut`]).
+    pub fn lut_count(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Lut(_)))
+            .count()
+    }
+
+    /// The same model with every elementwise chain run node by node in f32 again (the float path the tables
+    /// replace: its u8 input dequantized, its output quantized by the next static layer), for comparisons.
+    pub fn without_luts(mut self) -> Self {
+        self.steps = std::mem::take(&mut self.steps)
+            .into_iter()
+            .flat_map(|s| match s {
+                Step::Lut(c) => c.nodes.into_iter().map(Step::Node).collect(),
+                other => vec![other],
+            })
+            .collect();
+        self.uses = count_uses(&self.steps, &self.outputs);
+        self
     }
 
     fn run_linear(&self, l: &QLinear, x: Value) -> Result<Value, QuantError> {
@@ -1880,6 +1999,40 @@ fn float_linear(graph: &Graph, node: &Node) -> Result<Option<FloatLinear>, Quant
         _ => return Ok(None),
     };
     Ok(Some((shape, w_kn, bias)))
+}
+
+/// A value's static u8 parameters: its calibrated range under the strategy's rule (calibration method,
+/// symmetric or not), as every static quantized layer's input and output get theirs.
+fn static_params(
+    ranges: Option<&ActivationRanges>,
+    strategy: LinearStrategy,
+    value: &str,
+) -> Result<ActParams, QuantError> {
+    let ranges = ranges.ok_or_else(|| QuantError::NoRange {
+        value: value.to_owned(),
+    })?;
+    let rule = (
+        strategy.calibration.unwrap_or(Calibration::MinMax),
+        strategy.scheme == Scheme::Symmetric,
+    );
+    let (lo, hi) = ranges.get_rule(value, rule)?;
+    Ok(activation_params(lo, hi, strategy.scheme, strategy.scale))
+}
+
+/// Whether the static builder makes `node` a quantized layer with u8 input (not an FP32 layer of `mixed`).
+pub(crate) fn static_layer(
+    graph: &Graph,
+    node: &Node,
+    granularity: Granularity,
+    mixed: Option<&MixedPrecision>,
+) -> bool {
+    matches!(node.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul)
+        && !matches!(
+            mixed.and_then(|m| m.layers.get(&node.name)),
+            Some(LayerPrecision::Fp32)
+        )
+        && float_reason(graph, node, granularity, false).is_none()
+        && matches!(float_linear(graph, node), Ok(Some(_)))
 }
 
 /// Why a quantized model keeps `node` in FP32 under a strategy of this weight `granularity` (`float_format`:
