@@ -193,6 +193,9 @@ pub fn dequantize_acc_f32(
     }
 }
 
+/// Depths up to which the compensated sum always fits `i32` (`33_025 * 255^2 < 2^31`).
+const EXACT_COMPENSATION_K: usize = 33_025;
+
 /// Turns `acc = sum_p a*b` into `sum_p (a - a_zp)(b - b_zp[j])`:
 /// `acc[i,j] += -b_zp[j]*a_row_sums[i] - a_zp*b_col_sums[j] + k*a_zp*b_zp[j]` (`b_zps` of length 1 or `n`).
 ///
@@ -232,6 +235,35 @@ pub fn compensate_zero_points(
         b_col_sums.len()
     );
     check_per_channel("compensate_zero_points", "b_zps", b_zps.len(), n);
+    if k <= EXACT_COMPENSATION_K {
+        // The compensated sum fits `i32` (see above), so wrapping `i32` arithmetic gives it exactly: every
+        // intermediate is congruent to it modulo 2^32. Per column `-a_zp*col_sum + k*a_zp*b_zp` once, then one
+        // multiply-subtract and one add per element, in lanes the compiler vectorizes.
+        let zp_at = |j: usize| if b_zps.len() == 1 { b_zps[0] } else { b_zps[j] };
+        let column_term: Vec<i32> = (0..n)
+            .map(|j| {
+                (k as i32)
+                    .wrapping_mul(a_zp)
+                    .wrapping_mul(zp_at(j))
+                    .wrapping_sub(a_zp.wrapping_mul(b_col_sums[j]))
+            })
+            .collect();
+        let zps: Vec<i32> = (0..n).map(zp_at).collect();
+        for i in 0..m {
+            let row_sum = a_row_sums[i];
+            let row = &mut acc[i * ldc..i * ldc + n];
+            if zps.iter().all(|&z| z == 0) {
+                for (c, &t) in row.iter_mut().zip(&column_term) {
+                    *c = c.wrapping_add(t);
+                }
+            } else {
+                for ((c, &t), &z) in row.iter_mut().zip(&column_term).zip(&zps) {
+                    *c = c.wrapping_sub(z.wrapping_mul(row_sum)).wrapping_add(t);
+                }
+            }
+        }
+        return;
+    }
     let (k, a_zp) = (k as i64, a_zp as i64);
     for i in 0..m {
         let row_sum = a_row_sums[i] as i64;
