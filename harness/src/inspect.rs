@@ -17,7 +17,8 @@ use strategies::Granularity;
 use crate::Error;
 use crate::exec::format_dims;
 use crate::ir::{Graph, Node, Op, Tensor};
-use crate::quant::model::float_reason;
+use crate::quant::lut::lut_chain;
+use crate::quant::model::{float_reason, static_layer};
 use crate::quant::{ActMode, Strategy};
 
 /// Arguments of `harness inspect`.
@@ -61,6 +62,19 @@ pub struct Boundary {
     pub before: String,
 }
 
+/// An elementwise chain static mode runs as a 256-entry table on its u8 input (see [`crate::quant::lut`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct LutReport {
+    /// The u8 value the table reads.
+    pub input: String,
+    /// The value it writes.
+    pub output: String,
+    /// The chain's nodes, in order.
+    pub nodes: Vec<String>,
+    /// `u8` (every consumer is a static quantized layer) or `f32`.
+    pub output_type: &'static str,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub model: String,
@@ -78,6 +92,8 @@ pub struct Report {
     pub boundaries: Vec<Boundary>,
     /// Values that stay u8 from one op to the next in static mode.
     pub u8_values: Vec<String>,
+    /// Static mode's elementwise chains run as u8 tables.
+    pub lut_chains: Vec<LutReport>,
 }
 
 /// The granularities `inspect` reports on, with the column names it uses.
@@ -192,9 +208,9 @@ pub fn inspect(graph: &Graph, strategy: Option<Strategy>) -> Report {
             "static int8, per-channel weights".into(),
         ),
     };
-    let (boundaries, u8_values) = match granularity {
+    let (boundaries, u8_values, lut_chains) = match granularity {
         Some(g) => static_boundaries(graph, g),
-        None => (Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new(), Vec::new()),
     };
     Report {
         model: graph.name.clone(),
@@ -216,13 +232,19 @@ pub fn inspect(graph: &Graph, strategy: Option<Strategy>) -> Report {
         boundaries_for,
         boundaries,
         u8_values,
+        lut_chains,
     }
 }
 
 /// Static mode's Q / DQ boundaries, following the builder's rules: a quantized layer's output is u8 (a Relu
 /// that is its only consumer fused in); Relu, MaxPool, Flatten and Reshape keep a u8 input u8; a quantized
-/// layer quantizes an f32 input (Q); every other op dequantizes its u8 inputs (DQ), as does a graph output.
-fn static_boundaries(graph: &Graph, granularity: Granularity) -> (Vec<Boundary>, Vec<String>) {
+/// layer quantizes an f32 input (Q); an elementwise chain on a u8 value runs as a table ([`lut_chain`], the
+/// builder's own test), its output u8 when every consumer is a quantized layer; every other op dequantizes its
+/// u8 inputs (DQ), as does a graph output.
+fn static_boundaries(
+    graph: &Graph,
+    granularity: Granularity,
+) -> (Vec<Boundary>, Vec<String>, Vec<LutReport>) {
     let mut consumers: HashMap<&str, usize> = HashMap::new();
     for n in &graph.nodes {
         for i in &n.inputs {
@@ -234,9 +256,14 @@ fn static_boundaries(graph: &Graph, granularity: Granularity) -> (Vec<Boundary>,
     let mut order = Vec::new();
     let mut boundaries = Vec::new();
     let mut skip_relu: Option<&str> = None;
+    let mut luts = Vec::new();
+    let mut skip_to = 0;
     for (i, node) in graph.nodes.iter().enumerate() {
         if skip_relu == Some(node.name.as_str()) {
             skip_relu = None;
+            continue;
+        }
+        if i < skip_to {
             continue;
         }
         let quantized = matches!(node.op, Op::Conv(_) | Op::Gemm(_) | Op::MatMul)
@@ -262,6 +289,28 @@ fn static_boundaries(graph: &Graph, granularity: Granularity) -> (Vec<Boundary>,
             }
             order.push(out.clone());
             u8s.insert(out);
+            continue;
+        }
+        if let Some(span) = lut_chain(
+            graph,
+            i,
+            |v| u8s.contains(v),
+            |n| static_layer(graph, n, granularity, None),
+        ) {
+            luts.push(LutReport {
+                input: span.input.clone(),
+                output: span.output.clone(),
+                nodes: graph.nodes[span.start..span.end]
+                    .iter()
+                    .map(|n| n.name.clone())
+                    .collect(),
+                output_type: if span.u8_output { "u8" } else { "f32" },
+            });
+            if span.u8_output {
+                order.push(span.output.clone());
+                u8s.insert(span.output);
+            }
+            skip_to = span.end;
             continue;
         }
         let keeps = matches!(
@@ -292,7 +341,7 @@ fn static_boundaries(graph: &Graph, granularity: Granularity) -> (Vec<Boundary>,
             });
         }
     }
-    (boundaries, order)
+    (boundaries, order, luts)
 }
 
 /// The report as text.
@@ -375,6 +424,27 @@ pub fn render(r: &Report) -> String {
     );
     for b in &r.boundaries {
         s += &format!("  {:<3} {} -> {}\n", b.kind, b.value, b.before);
+    }
+    if !r.lut_chains.is_empty() {
+        let u8_out = r
+            .lut_chains
+            .iter()
+            .filter(|c| c.output_type == "u8")
+            .count();
+        s += &format!(
+            "  elementwise chains run as u8 tables: {} ({u8_out} with u8 output, {} with f32 output)\n",
+            r.lut_chains.len(),
+            r.lut_chains.len() - u8_out
+        );
+        for c in &r.lut_chains {
+            s += &format!(
+                "  LUT {} -> {} ({} out): {}\n",
+                c.input,
+                c.output,
+                c.output_type,
+                c.nodes.join(", ")
+            );
+        }
     }
     s += &format!("  u8 values: {}\n", r.u8_values.join(", "));
     s

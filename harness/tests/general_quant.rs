@@ -553,7 +553,21 @@ fn inspect_reports_layers_rules_and_boundaries() {
         ),
         "{text}"
     );
-    assert!(has_line(&text, &["DQ ", "-> HardSigmoid"]), "{text}");
+    // HardSigmoid reads a conv's u8 output and feeds a float Mul: a table with f32 output; the hard-swish
+    // before a depthwise conv: a table with u8 output, no DQ of its input and no Q before the conv.
+    assert!(
+        has_line(&text, &["LUT ", "(f32 out)", "HardSigmoid"]),
+        "{text}"
+    );
+    assert!(
+        has_line(&text, &["LUT ", "(u8 out)", "Add", "Clip", "Mul", "Div"]),
+        "{text}"
+    );
+    assert!(!has_line(&text, &["DQ ", "-> HardSigmoid"]), "{text}");
+    assert!(
+        has_line(&text, &["elementwise chains run as u8 tables: 27"]),
+        "{text}"
+    );
     let text = inspect(&[ppocr, "--strategy", "w8-dynamic-channel-sym"]);
     assert!(has_line(&text, &["channel: 54 of 54 quantized"]), "{text}");
     assert!(has_line(&text, &["none between layers"]), "{text}");
