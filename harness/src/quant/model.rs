@@ -7,7 +7,7 @@
 //!
 //! Static convolutions run channels-last (NHWC): one GEMM per layer over every output pixel of the batch, whose
 //! `[pixels, c_out]` result is already the next layer's NHWC input (see `kernels::frame::nhwc`). NHWC values
-//! stay NHWC through ReLU and MaxPool; a Flatten that feeds a quantized Gemm keeps the NHWC order and that Gemm's
+//! stay NHWC through ReLU, MaxPool and the u8 tables of elementwise chains ([`super::lut`]); a Flatten that feeds a quantized Gemm keeps the NHWC order and that Gemm's
 //! weight rows are permuted to match at build time. Any other consumer gets the value back in NCHW.
 
 use std::borrow::Cow;
