@@ -27,6 +27,12 @@
 //! weights) and the same requantization epilogue, bit for bit what the per-group GEMMs give. Dynamic and
 //! weight-only modes run one GEMM per image and group on NCHW im2col.
 //!
+//! **Dynamic convolutions with one group** (per-tensor or per-channel weights) run channels-last like static
+//! ones: the f32 input is quantized with its own per-tensor range straight into NHWC u8, lowered a few images
+//! at a time by the NHWC im2col (contiguous `kw * c_in` runs), multiplied by the int8 GEMM, compensated for
+//! the zero points and dequantized, and each block is transposed into the NCHW f32 output the float ops read.
+//! The integer sums are the NCHW lowering's in another order, so the outputs are the same bit for bit.
+//!
 //! **Q / DQ boundaries (static mode).** A quantized layer's output is u8 with its calibrated parameters (NHWC
 //! for convolutions). MaxPool, Relu, Flatten and Reshape run directly on u8 values (they commute with the
 //! affine map; MaxPool and Relu keep NHWC), so values stay integer through them. A quantized layer whose input

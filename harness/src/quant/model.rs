@@ -1211,6 +1211,110 @@ impl QuantizedModel {
         self
     }
 
+    /// A dynamic convolution (one group) channels-last: the f32 NCHW input quantized with its own range
+    /// (per tensor, as the NCHW path does) straight into NHWC u8, lowered a few images at a time by the NHWC
+    /// im2col, the int8 GEMM, zero-point compensation and dequantization to f32, each block then transposed
+    /// into its images' NCHW output (for the float ops that read it; contiguous runs per channel, and no
+    /// second full-size buffer). The integer sums equal the NCHW path's (only their order differs), so the
+    /// output is the same bit for bit.
+    fn run_dynamic_nhwc(&self, l: &QLinear, x: Value) -> Result<Value, QuantError> {
+        let LinearShape::ConvNhwc(attrs) = &l.shape else {
+            unreachable!("called for channels-last layers")
+        };
+        let x = x.into_f32()?;
+        let (lo, hi) = min_max(&contiguous(&x));
+        let p = activation_params(lo, hi, self.strategy.scheme, self.strategy.scale);
+        let q = to_static_input(Value::F32(x), p, true)?;
+        let shape = q.shape().to_vec();
+        let &[batch, h, w, c_in] = shape.as_slice() else {
+            return Err(self.shape_error(l, &shape, "is not a 4-D image batch"));
+        };
+        let g = attrs.geometry(c_in, h, w);
+        if g.k() != l.k {
+            return Err(self.shape_error(l, &shape, "has a channel count the weights do not take"));
+        }
+        let data = contiguous(&q);
+        let (pixels, n, k) = (g.out_h() * g.out_w(), l.n, l.k);
+        let threads = rayon::current_num_threads();
+        let chunk = (IM2COL_BLOCK_BYTES / (pixels * k).max(1))
+            .clamp(1, batch.max(1))
+            .min(batch.div_ceil(threads).max(1));
+        let image = h * w * c_in;
+        let gemm = self.kernels.gemm_u8i8;
+        // `dst`: the NCHW output of images `b0..`, `[images, n, pixels]`.
+        let lower = |b0: usize, dst: &mut [f32]| {
+            let rows = dst.len() / n;
+            let images = rows / pixels;
+            let src = &data[b0 * image..(b0 + images) * image];
+            let (mut cols, mut acc) = SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                (std::mem::take(&mut s.cols), std::mem::take(&mut s.acc))
+            });
+            if cols.len() < rows * k {
+                cols.resize(rows * k, 0);
+            }
+            if acc.len() < rows * n {
+                acc.resize(rows * n, 0);
+            }
+            let (cols_block, acc_block) = (&mut cols[..rows * k], &mut acc[..rows * n]);
+            im2col_nhwc_slice(src, images, &g, c_in, 0, p.zero_point as u8, cols_block);
+            gemm.gemm(rows, cols_block, k, &l.packed[0], acc_block, n);
+            let row_sums = row_sums_u8(cols_block, rows, k, k);
+            compensate_zero_points(
+                acc_block,
+                rows,
+                n,
+                n,
+                k,
+                &row_sums,
+                p.zero_point,
+                &l.col_sums,
+                &l.params.zero_points,
+            );
+            let mut rows_f32 = vec![0f32; rows * n];
+            dequantize_acc_f32(
+                acc_block,
+                rows,
+                n,
+                n,
+                p.scale,
+                &l.params.scales,
+                l.bias.as_deref(),
+                l.relu,
+                &mut rows_f32,
+            );
+            // [images * pixels, n] -> [images, n, pixels].
+            for (img, out) in rows_f32
+                .chunks_exact(pixels * n)
+                .zip(dst.chunks_exact_mut(pixels * n))
+            {
+                for (pix, row) in img.chunks_exact(n).enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        out[c * pixels + pix] = v;
+                    }
+                }
+            }
+            SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                (s.cols, s.acc) = (cols, acc);
+            });
+        };
+        let mut out = vec![0f32; batch * pixels * n];
+        let block = chunk * pixels * n;
+        if threads > 1 && batch > chunk && block > 0 {
+            out.par_chunks_mut(block)
+                .enumerate()
+                .for_each(|(i, dst)| lower(i * chunk, dst));
+        } else if block > 0 {
+            for (i, dst) in out.chunks_mut(block).enumerate() {
+                lower(i * chunk, dst);
+            }
+        }
+        let y = ArrayD::from_shape_vec(IxDyn(&[batch, n, g.out_h(), g.out_w()]), out)
+            .expect("shape matches");
+        Ok(Value::F32(y))
+    }
+
     fn run_linear(&self, l: &QLinear, x: Value) -> Result<Value, QuantError> {
         if let Some(gr) = &l.grouped
             && !matches!(l.mode, LinearMode::StaticGrouped { .. })
@@ -1270,6 +1374,9 @@ impl QuantizedModel {
                     );
                 })?;
                 Ok(Value::F32(y))
+            }
+            LinearMode::Dynamic if matches!(l.shape, LinearShape::ConvNhwc(_)) => {
+                self.run_dynamic_nhwc(l, x)
             }
             LinearMode::Dynamic => {
                 let x = x.into_f32()?;
@@ -2154,8 +2261,18 @@ fn linear_from_node(
         strategy
     };
     let static_mode = strategy.act == ActMode::Static;
+    // Dynamic convolutions with one group and per-tensor or per-channel weights also lower channels-last
+    // (`run_dynamic_nhwc`): contiguous im2col runs of `kw * c_in` bytes instead of `kw`.
+    let dynamic_nhwc = |a: &ConvAttrs| {
+        strategy.act == ActMode::Dynamic
+            && float.is_none()
+            && a.group == 1
+            && !matches!(strategy.granularity, Granularity::PerGroup(_))
+    };
     let (shape, nhwc_channels) = match shape {
-        LinearShape::Conv(attrs) if static_mode => (LinearShape::ConvNhwc(attrs), None),
+        LinearShape::Conv(attrs) if static_mode || dynamic_nhwc(&attrs) => {
+            (LinearShape::ConvNhwc(attrs), None)
+        }
         LinearShape::Dense => (
             LinearShape::Dense,
             permute_channels.filter(|&c| w_kn.nrows() % c == 0),
