@@ -27,11 +27,13 @@
 //! weights) and the same requantization epilogue, bit for bit what the per-group GEMMs give. Dynamic and
 //! weight-only modes run one GEMM per image and group on NCHW im2col.
 //!
-//! **Dynamic convolutions with one group** (per-tensor or per-channel weights) run channels-last like static
-//! ones: the f32 input is quantized with its own per-tensor range straight into NHWC u8, lowered a few images
-//! at a time by the NHWC im2col (contiguous `kw * c_in` runs), multiplied by the int8 GEMM, compensated for
-//! the zero points and dequantized, and each block is transposed into the NCHW f32 output the float ops read.
-//! The integer sums are the NCHW lowering's in another order, so the outputs are the same bit for bit.
+//! **Dynamic convolutions with one group, and depthwise ones** (per-tensor or per-channel weights) run
+//! channels-last like static ones: the f32 input is quantized with its own per-tensor range straight into NHWC
+//! u8, lowered a few images at a time by the NHWC im2col (contiguous `kw * c_in` runs) and the int8 GEMM, or
+//! for depthwise layers by the direct loop over taps and channels (the input zero point's share `a_zp * sum_t
+//! (w - w_zp)` taken off per channel), compensated for the zero points and dequantized, and each block is
+//! transposed into the NCHW f32 output the float ops read. The integer sums are the NCHW lowering's in another
+//! order, so the outputs are the same bit for bit. Other grouped convolutions keep the NCHW lowering.
 //!
 //! **Q / DQ boundaries (static mode).** A quantized layer's output is u8 with its calibrated parameters (NHWC
 //! for convolutions). MaxPool, Relu, Flatten and Reshape run directly on u8 values (they commute with the

@@ -540,7 +540,7 @@ fn linear_from_parts(
     if lin.fused_dyn.is_none() {
         lin.packed = pack_conv_groups(&flat, k, n, groups, act, kernels);
     }
-    if act == ActMode::Static {
+    if matches!(act, ActMode::Static | ActMode::Dynamic) {
         lin.depthwise = depthwise_weights(&lin.shape, &flat, k, n, &lin.params);
     }
     if let Granularity::PerGroup(g) = lin.params.granularity {
@@ -1229,12 +1229,21 @@ impl QuantizedModel {
         let &[batch, h, w, c_in] = shape.as_slice() else {
             return Err(self.shape_error(l, &shape, "is not a 4-D image batch"));
         };
-        let g = attrs.geometry(c_in, h, w);
-        if g.k() != l.k {
+        let groups = attrs.group.max(1);
+        let g = attrs.geometry(c_in / groups, h, w);
+        if c_in % groups != 0 || g.k() != l.k || (groups > 1 && l.depthwise.is_none()) {
             return Err(self.shape_error(l, &shape, "has a channel count the weights do not take"));
         }
         let data = contiguous(&q);
         let (pixels, n, k) = (g.out_h() * g.out_w(), l.n, l.k);
+        // Depthwise: `acc = sum_t x * (w - b_zp)` from the direct loop; the input zero point's share,
+        // `a_zp * sum_t (w - b_zp)` per channel, is taken off before dequantizing.
+        let depthwise = l.depthwise.as_ref().map(|dw| {
+            let a_zp_terms: Vec<i32> = (0..n)
+                .map(|ch| p.zero_point * (0..k).map(|t| dw[t * n + ch]).sum::<i32>())
+                .collect();
+            (dw, a_zp_terms, attrs.geometry(c_in, h, w))
+        });
         let threads = rayon::current_num_threads();
         let chunk = (IM2COL_BLOCK_BYTES / (pixels * k).max(1))
             .clamp(1, batch.max(1))
@@ -1257,20 +1266,29 @@ impl QuantizedModel {
                 acc.resize(rows * n, 0);
             }
             let (cols_block, acc_block) = (&mut cols[..rows * k], &mut acc[..rows * n]);
-            im2col_nhwc_slice(src, images, &g, c_in, 0, p.zero_point as u8, cols_block);
-            gemm.gemm(rows, cols_block, k, &l.packed[0], acc_block, n);
-            let row_sums = row_sums_u8(cols_block, rows, k, k);
-            compensate_zero_points(
-                acc_block,
-                rows,
-                n,
-                n,
-                k,
-                &row_sums,
-                p.zero_point,
-                &l.col_sums,
-                &l.params.zero_points,
-            );
+            if let Some((dw, a_zp_terms, gd)) = &depthwise {
+                depthwise_nhwc_acc(src, images, gd, dw, p.zero_point as u8, acc_block);
+                for row in acc_block.chunks_exact_mut(n) {
+                    for (v, t) in row.iter_mut().zip(a_zp_terms) {
+                        *v -= t;
+                    }
+                }
+            } else {
+                im2col_nhwc_slice(src, images, &g, c_in, 0, p.zero_point as u8, cols_block);
+                gemm.gemm(rows, cols_block, k, &l.packed[0], acc_block, n);
+                let row_sums = row_sums_u8(cols_block, rows, k, k);
+                compensate_zero_points(
+                    acc_block,
+                    rows,
+                    n,
+                    n,
+                    k,
+                    &row_sums,
+                    p.zero_point,
+                    &l.col_sums,
+                    &l.params.zero_points,
+                );
+            }
             let mut rows_f32 = vec![0f32; rows * n];
             dequantize_acc_f32(
                 acc_block,
@@ -2261,12 +2279,15 @@ fn linear_from_node(
         strategy
     };
     let static_mode = strategy.act == ActMode::Static;
-    // Dynamic convolutions with one group and per-tensor or per-channel weights also lower channels-last
-    // (`run_dynamic_nhwc`): contiguous im2col runs of `kw * c_in` bytes instead of `kw`.
+    // Dynamic convolutions with one group, or depthwise, and per-tensor or per-channel weights also lower
+    // channels-last (`run_dynamic_nhwc`): contiguous im2col runs of `kw * c_in` bytes instead of `kw`, and
+    // depthwise layers the direct loop over taps and channels instead of one GEMM per channel.
+    let taps_of = |a: &ConvAttrs| a.kernel_shape[0] * a.kernel_shape[1];
     let dynamic_nhwc = |a: &ConvAttrs| {
+        let depthwise = a.group == w_kn.ncols() && w_kn.nrows() == taps_of(a);
         strategy.act == ActMode::Dynamic
             && float.is_none()
-            && a.group == 1
+            && (a.group == 1 || depthwise)
             && !matches!(strategy.granularity, Granularity::PerGroup(_))
     };
     let (shape, nhwc_channels) = match shape {
@@ -2363,7 +2384,7 @@ fn linear_from_node(
     };
     let (k, n) = weights.dim();
     let flat: Vec<i8> = weights.iter().copied().collect();
-    let depthwise = (strategy.act == ActMode::Static)
+    let depthwise = matches!(strategy.act, ActMode::Static | ActMode::Dynamic)
         .then(|| depthwise_weights(&shape, &flat, k, n, &params))
         .flatten();
     let grouped = match strategy.granularity {
