@@ -1244,10 +1244,6 @@ impl QuantizedModel {
                 .collect();
             (dw, a_zp_terms, attrs.geometry(c_in, h, w))
         });
-        let threads = rayon::current_num_threads();
-        let chunk = (IM2COL_BLOCK_BYTES / (pixels * k).max(1))
-            .clamp(1, batch.max(1))
-            .min(batch.div_ceil(threads).max(1));
         let image = h * w * c_in;
         let gemm = self.kernels.gemm_u8i8;
         // `dst`: the NCHW output of images `b0..`, `[images, n, pixels]`.
@@ -1318,16 +1314,7 @@ impl QuantizedModel {
             });
         };
         let mut out = vec![0f32; batch * pixels * n];
-        let block = chunk * pixels * n;
-        if threads > 1 && batch > chunk && block > 0 {
-            out.par_chunks_mut(block)
-                .enumerate()
-                .for_each(|(i, dst)| lower(i * chunk, dst));
-        } else if block > 0 {
-            for (i, dst) in out.chunks_mut(block).enumerate() {
-                lower(i * chunk, dst);
-            }
-        }
+        for_image_blocks(&mut out, batch, pixels * n, pixels * k, lower);
         let y = ArrayD::from_shape_vec(IxDyn(&[batch, n, g.out_h(), g.out_w()]), out)
             .expect("shape matches");
         Ok(Value::F32(y))
@@ -1505,12 +1492,6 @@ impl QuantizedModel {
                             ));
                         }
                         let pixels = g.out_h() * g.out_w();
-                        // Lower a few images at a time so the im2col block stays in L2; with several threads,
-                        // at least one block per thread (each lowers and multiplies its own images).
-                        let threads = rayon::current_num_threads();
-                        let chunk = (IM2COL_BLOCK_BYTES / (pixels * l.k).max(1))
-                            .clamp(1, batch.max(1))
-                            .min(batch.div_ceil(threads).max(1));
                         let mut out = vec![0u8; batch * pixels * l.n];
                         let image = h * w * c_in;
                         let pad = input.zero_point as u8;
@@ -1565,16 +1546,7 @@ impl QuantizedModel {
                             }
                             SCRATCH.with(|s| s.borrow_mut().cols = cols);
                         };
-                        let block = chunk * pixels * l.n;
-                        if threads > 1 && batch > chunk && block > 0 {
-                            out.par_chunks_mut(block)
-                                .enumerate()
-                                .for_each(|(i, dst)| lower(i * chunk, dst));
-                        } else if block > 0 {
-                            for (i, dst) in out.chunks_mut(block).enumerate() {
-                                lower(i * chunk, dst);
-                            }
-                        }
+                        for_image_blocks(&mut out, batch, pixels * l.n, pixels * l.k, lower);
                         (out, vec![batch, g.out_h(), g.out_w(), l.n])
                     }
                     _ => {
@@ -1723,6 +1695,35 @@ fn to_static_input(x: Value, p: ActParams, nhwc: bool) -> Result<ArrayD<u8>, Qua
             if nhwc { swap_channels(&q, true) } else { q }
         }
     })
+}
+
+/// Runs `lower(first image, its block of out)` over `out` (`batch` images of `per_image` values each) a few
+/// whole images at a time, so that each block's im2col (`im2col_per_image` bytes an image) stays in L2; with
+/// several threads, at least one block per thread (each lowers and multiplies its own images).
+fn for_image_blocks<T: Send>(
+    out: &mut [T],
+    batch: usize,
+    per_image: usize,
+    im2col_per_image: usize,
+    lower: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let threads = rayon::current_num_threads();
+    let chunk = (IM2COL_BLOCK_BYTES / im2col_per_image.max(1))
+        .clamp(1, batch.max(1))
+        .min(batch.div_ceil(threads).max(1));
+    let block = chunk * per_image;
+    if block == 0 {
+        return;
+    }
+    if threads > 1 && batch > chunk {
+        out.par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(i, dst)| lower(i * chunk, dst));
+    } else {
+        for (i, dst) in out.chunks_mut(block).enumerate() {
+            lower(i * chunk, dst);
+        }
+    }
 }
 
 fn add_bias_relu(c: &mut [f32], n: usize, bias: Option<&[f32]>, relu: bool) {
