@@ -310,6 +310,16 @@ fn harness_bin(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs the `harness` binary and fails the test with its stderr unless it succeeds.
+fn harness_ok(args: &[&std::ffi::OsStr]) {
+    let out = harness_bin(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn cli_quantize_then_infer_matches_the_library() {
     use std::ffi::OsStr;
@@ -325,7 +335,7 @@ fn cli_quantize_then_infer_matches_the_library() {
     write_npy(&eval, e.shape(), &e.iter().copied().collect::<Vec<_>>()).unwrap();
     let qhq = dir.path().join("cnn.qhq");
     let name = "w8-static-channel-sym-minmax";
-    let out = harness_bin(&[
+    harness_ok(&[
         OsStr::new("quantize"),
         model_path().as_os_str(),
         OsStr::new("--strategy"),
@@ -335,14 +345,9 @@ fn cli_quantize_then_infer_matches_the_library() {
         OsStr::new("--out"),
         qhq.as_os_str(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let logits_dir = dir.path().join("out");
     let input = format!("input={}", eval.display());
-    let out = harness_bin(&[
+    harness_ok(&[
         OsStr::new("infer"),
         qhq.as_os_str(),
         OsStr::new("--input"),
@@ -350,11 +355,6 @@ fn cli_quantize_then_infer_matches_the_library() {
         OsStr::new("--out"),
         logits_dir.as_os_str(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let (shape, got) = read_npy_f32(&logits_dir.join("logits.npy")).unwrap();
     assert_eq!(shape, vec![50, 10]);
     // The same model built in process, calibrated on the same 50 digits in one batch.
@@ -376,7 +376,7 @@ fn cli_quantize_then_infer_matches_the_library() {
     assert_eq!(got, want.iter().copied().collect::<Vec<_>>());
 
     // FP32 ONNX through infer: a bare FILE for a one-input model.
-    let out = harness_bin(&[
+    harness_ok(&[
         OsStr::new("infer"),
         model_path().as_os_str(),
         OsStr::new("--input"),
@@ -384,11 +384,6 @@ fn cli_quantize_then_infer_matches_the_library() {
         OsStr::new("--out"),
         logits_dir.as_os_str(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 
     // Errors: an unknown input, a shape mismatch, a bad file, an unknown strategy.
     let wrong = dir.path().join("wrong.npy");
@@ -746,7 +741,7 @@ fn cli_quantize_writes_a_ppocr_qdq_model_onnx_runtime_runs() {
     write_npy(&images, x.shape(), &x.iter().copied().collect::<Vec<_>>()).unwrap();
     let (qhq, qdq) = (dir.path().join("cls.qhq"), dir.path().join("cls.qdq.onnx"));
     let model = ppocr_dir().join("ch_ppocr_mobile_v2.0_cls_infer.onnx");
-    let out = harness_bin(&[
+    harness_ok(&[
         OsStr::new("quantize"),
         model.as_os_str(),
         OsStr::new("--strategy"),
@@ -758,14 +753,9 @@ fn cli_quantize_writes_a_ppocr_qdq_model_onnx_runtime_runs() {
         OsStr::new("--qdq"),
         qdq.as_os_str(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let probs_dir = dir.path().join("out");
     let input = format!("x={}", images.display());
-    let out = harness_bin(&[
+    harness_ok(&[
         OsStr::new("infer"),
         qhq.as_os_str(),
         OsStr::new("--input"),
@@ -773,11 +763,6 @@ fn cli_quantize_writes_a_ppocr_qdq_model_onnx_runtime_runs() {
         OsStr::new("--out"),
         probs_dir.as_os_str(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let (shape, data) =
         read_npy_f32(&probs_dir.join("save_infer_model_scale_0.tmp_1.npy")).unwrap();
     let ours = ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap();
