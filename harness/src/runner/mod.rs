@@ -1013,12 +1013,9 @@ impl<'p> Session<'p> {
         Ok(self.cache[m].ranges.as_ref().and_then(|r| r.as_ref()))
     }
 
-    /// Model `m`'s graph after cross-layer equalization, with its activation ranges when the suite has
-    /// static strategies; computed once per model.
-    fn equalized(
-        &mut self,
-        m: usize,
-    ) -> Result<&(crate::ir::Graph, Option<ActivationRanges>), Error> {
+    /// Fills `cache[m].equalized`: model `m`'s graph after cross-layer equalization, with its activation
+    /// ranges when the suite has static strategies; computed once per model.
+    fn equalize(&mut self, m: usize) -> Result<(), Error> {
         if self.cache[m].equalized.is_none() {
             let model = &self.prepared.models[m];
             let mut graph = model.graph.clone();
@@ -1030,7 +1027,7 @@ impl<'p> Session<'p> {
             let ranges = self.observe_ranges(m, &graph)?;
             self.cache[m].equalized = Some((graph, ranges));
         }
-        Ok(self.cache[m].equalized.as_ref().expect("just set"))
+        Ok(())
     }
 
     /// The activation ranges of `graph` (model `m`'s, or a transformed copy) over the calibration split, one
@@ -1195,7 +1192,7 @@ impl<'p> Session<'p> {
                 .map_err(quant_err)
             }
             Strategy::Linear(l) if l.refinement == Refinement::Cle => {
-                self.equalized(m)?;
+                self.equalize(m)?;
                 let (graph, ranges) = self.cache[m].equalized.as_ref().expect("just computed");
                 QuantizedModel::build_full(
                     graph,
