@@ -1037,47 +1037,39 @@ impl<'p> Session<'p> {
         m: usize,
         graph: &crate::ir::Graph,
     ) -> Result<Option<ActivationRanges>, Error> {
-        {
-            let p = self.prepared;
-            let suite = &p.suite;
-            let model = &p.models[m];
-            let data = &p.data[model.dataset];
-            // One calibrator per value for every (method, symmetric) pair the static strategies use.
-            let rules: Vec<_> = suite
-                .strategies
-                .iter()
-                .filter_map(|s| match s {
-                    Strategy::Linear(l) if l.act == ActMode::Static => Some((
-                        l.calibration.unwrap_or(crate::quant::Calibration::MinMax),
-                        l.scheme == strategies::Scheme::Symmetric,
-                    )),
-                    _ => None,
-                })
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let ranges = if rules.is_empty() {
-                None
-            } else if let Some(text) = &model.text {
-                let exec = Fp32Executor::new(graph, p.targets[0].1)
-                    .map_err(|e| Error::Run(e.to_string()))?;
-                Some(observe_min_max(&exec, &text.calib_batches)?)
-            } else {
-                let exec = Fp32Executor::new(graph, p.targets[0].1)
-                    .map_err(|e| Error::Run(e.to_string()))?;
-                let batches = data.calibration_batches(suite.measure.eval_batch);
-                Some(
-                    ActivationRanges::observe_rules(&exec, &model.input, batches, &rules).map_err(
-                        |e| Error::Quant {
-                            model: model.name.clone(),
-                            strategy: "calibration".into(),
-                            source: Box::new(e),
-                        },
-                    )?,
-                )
-            };
-            Ok(ranges)
+        let p = self.prepared;
+        let suite = &p.suite;
+        let model = &p.models[m];
+        // One calibrator per value for every (method, symmetric) pair the static strategies use.
+        let rules: Vec<_> = suite
+            .strategies
+            .iter()
+            .filter_map(|s| match s {
+                Strategy::Linear(l) if l.act == ActMode::Static => Some((
+                    l.calibration.unwrap_or(crate::quant::Calibration::MinMax),
+                    l.scheme == strategies::Scheme::Symmetric,
+                )),
+                _ => None,
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if rules.is_empty() {
+            return Ok(None);
         }
+        let exec =
+            Fp32Executor::new(graph, p.targets[0].1).map_err(|e| Error::Run(e.to_string()))?;
+        if let Some(text) = &model.text {
+            return Ok(Some(observe_min_max(&exec, &text.calib_batches)?));
+        }
+        let batches = p.data[model.dataset].calibration_batches(suite.measure.eval_batch);
+        let ranges = ActivationRanges::observe_rules(&exec, &model.input, batches, &rules)
+            .map_err(|e| Error::Quant {
+                model: model.name.clone(),
+                strategy: "calibration".into(),
+                source: Box::new(e),
+            })?;
+        Ok(Some(ranges))
     }
 
     /// Per-layer calibration statistics for the PTQ refinements the suite uses, gathered once per model.
