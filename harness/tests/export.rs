@@ -4,9 +4,12 @@
 //! - the `.qhq` artifact loads back and gives bit-identical logits without recalibrating;
 //! - `harness quantize` / `harness infer` do the same from the command line, with clear input errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{argmax_rows, first_f32};
 use harness::data::{LabelColumn, load_csv, read_npy_f32, write_npy};
 use harness::exec::Fp32Executor;
 use harness::ir::{Graph, Tensor};
@@ -54,24 +57,6 @@ fn reference_images() -> ArrayD<f32> {
     let (shape, data) =
         read_npy_f32(&root().join("suites/data/ccexam_mnist_cnn/reference/input_f32.npy")).unwrap();
     ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap()
-}
-
-fn logits(out: Vec<(String, Tensor)>) -> ArrayD<f32> {
-    match out.into_iter().next() {
-        Some((_, Tensor::F32(a))) => a,
-        other => panic!("expected f32 logits, got {other:?}"),
-    }
-}
-
-fn argmax_rows(a: &ArrayD<f32>) -> Vec<usize> {
-    a.axis_iter(Axis(0))
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
-                .0
-        })
-        .collect()
 }
 
 fn top1(pred: &[usize], labels: &[i64]) -> f64 {
@@ -174,7 +159,7 @@ fn qdq_export_gives_the_same_top1_in_onnx_runtime() {
         "w8-static-tensor-affine-minmax",
     ] {
         let q = build(&graph, name, &calib);
-        let ours = argmax_rows(&logits(q.run(&[("input", eval.clone())]).unwrap()));
+        let ours = argmax_rows(&first_f32(q.run(&[("input", eval.clone())]).unwrap()));
         let model = dir.path().join(format!("{name}.onnx"));
         harness::onnx::qdq::save_qdq(&q, &model).unwrap();
         let out = dir.path().join(format!("{name}_ort.npy"));
@@ -253,8 +238,8 @@ fn artifact_loads_back_bit_exactly_without_calibration() {
         assert_eq!(loaded.strategy(), q.strategy(), "{name}");
         assert_eq!(loaded.kernel_names(), q.kernel_names(), "{name}");
         assert_eq!(loaded.signature(), q.signature(), "{name}");
-        let a = logits(q.run(&[("input", eval.clone())]).unwrap());
-        let b = logits(loaded.run(&[("input", eval.clone())]).unwrap());
+        let a = first_f32(q.run(&[("input", eval.clone())]).unwrap());
+        let b = first_f32(loaded.run(&[("input", eval.clone())]).unwrap());
         assert!(
             a.iter().zip(&b).all(|(u, v)| u.to_bits() == v.to_bits()),
             "{name}: loaded model's logits differ"
@@ -372,7 +357,7 @@ fn cli_quantize_then_infer_matches_the_library() {
         unreachable!()
     };
     let q = QuantizedModel::build(&graph, l, Some(&ranges), kernels).unwrap();
-    let want = logits(q.run(&[("input", e.into_dyn())]).unwrap());
+    let want = first_f32(q.run(&[("input", e.into_dyn())]).unwrap());
     assert_eq!(got, want.iter().copied().collect::<Vec<_>>());
 
     // FP32 ONNX through infer: a bare FILE for a one-input model.
@@ -457,14 +442,14 @@ fn ppocr_static_artifact_loads_back_bit_exactly_with_its_tables() {
         q.save(&path).unwrap();
         let loaded = QuantizedModel::load_with(&path, kernels).unwrap();
         assert_eq!(loaded.lut_count(), 27, "{name}");
-        let a = logits(q.run(&[("x", x.clone())]).unwrap());
-        let b = logits(loaded.run(&[("x", x.clone())]).unwrap());
+        let a = first_f32(q.run(&[("x", x.clone())]).unwrap());
+        let b = first_f32(loaded.run(&[("x", x.clone())]).unwrap());
         assert!(
             a.iter().zip(&b).all(|(u, v)| u.to_bits() == v.to_bits()),
             "{name}: loaded model's probabilities differ"
         );
         // And the loaded model's float path is the original float path.
-        let c = logits(loaded.without_luts().run(&[("x", x.clone())]).unwrap());
+        let c = first_f32(loaded.without_luts().run(&[("x", x.clone())]).unwrap());
         assert!(
             a.iter().zip(&c).all(|(u, v)| u.to_bits() == v.to_bits()),
             "{name}: the float path differs from the tables"
@@ -551,7 +536,7 @@ fn ppocr_qdq_export_matches_the_harness_in_onnx_runtime() {
     ] {
         // Calibrated on the 8 images it is run on.
         let q = build(&graph, name, &x);
-        let ours = logits(q.run(&[("x", x.clone())]).unwrap());
+        let ours = first_f32(q.run(&[("x", x.clone())]).unwrap());
         let proto = harness::onnx::qdq::export_qdq(&q).unwrap();
         // Depthwise and grouped convolutions stay grouped Convs, their weights dequantized per channel.
         let g = proto.graph.as_ref().unwrap();

@@ -2,9 +2,12 @@
 //! FP32 executor runs kept in float inside a quantized model, and the PP-OCR classifier (MobileNetV3-style:
 //! depthwise convolutions, HardSigmoid, squeeze-excite, GlobalAveragePool) quantized end to end.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::{argmax_rows, first_f32};
 use harness::exec::Fp32Executor;
 use harness::ir::{BinaryOp, ConvAttrs, Dim, Graph, Node, Op, Tensor, UnaryOp, ValueInfo};
 use harness::quant::{ActMode, ActivationRanges, Calibration, LinearStrategy, QuantizedModel};
@@ -14,24 +17,6 @@ use strategies::{Granularity, Scheme};
 
 fn ppocr_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/data/ppocr_cls")
-}
-
-fn first_f32(out: Vec<(String, Tensor)>) -> ArrayD<f32> {
-    match out.into_iter().next() {
-        Some((_, Tensor::F32(a))) => a,
-        other => panic!("expected an f32 output, got {other:?}"),
-    }
-}
-
-fn argmax_rows(a: &ArrayD<f32>) -> Vec<usize> {
-    a.axis_iter(Axis(0))
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
-                .0
-        })
-        .collect()
 }
 
 fn max_abs_diff(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {

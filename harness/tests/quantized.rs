@@ -2,14 +2,16 @@
 //! bit-identical logits whatever GEMM kernel runs them (the scalar oracle or the dispatched one), and the
 //! serialized per-channel model is about a quarter of FP32; KL calibration keeps top-1 on real digits.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{argmax_rows, first_f32};
 use harness::exec::Fp32Executor;
-use harness::ir::Tensor;
 use harness::quant::serialize::{serialize_fp32, serialize_quantized};
 use harness::quant::{ActMode, ActivationRanges, Calibration, LinearStrategy, QuantizedModel};
 use kernels::Isa;
-use ndarray::{ArrayD, Axis, IxDyn, s};
+use ndarray::{ArrayD, IxDyn, s};
 use strategies::{Granularity, Scheme};
 
 fn data_dir() -> PathBuf {
@@ -21,24 +23,6 @@ fn images() -> ArrayD<f32> {
     let (shape, data) =
         harness::data::read_npy_f32(&data_dir().join("reference/input_f32.npy")).unwrap();
     ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap()
-}
-
-fn logits(out: Vec<(String, Tensor)>) -> ArrayD<f32> {
-    match out.into_iter().next() {
-        Some((_, Tensor::F32(a))) => a,
-        other => panic!("expected f32 logits, got {other:?}"),
-    }
-}
-
-fn argmax_rows(a: &ArrayD<f32>) -> Vec<usize> {
-    a.axis_iter(Axis(0))
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
-                .0
-        })
-        .collect()
 }
 
 fn all_strategies() -> Vec<LinearStrategy> {
@@ -71,13 +55,13 @@ fn int8_strategies_track_fp32_and_integer_paths_are_kernel_independent() {
     let scalar = kernels::select(Some(Isa::Scalar)).unwrap();
     let fp32 = Fp32Executor::new(&graph, best).unwrap();
     let ranges = ActivationRanges::observe(&fp32, "input", [calib]).unwrap();
-    let reference = logits(fp32.run(&[("input", eval.clone())]).unwrap());
+    let reference = first_f32(fp32.run(&[("input", eval.clone())]).unwrap());
     let ref_top1 = argmax_rows(&reference);
     let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
     for strategy in all_strategies() {
         let name = harness::quant::Strategy::Linear(strategy).name();
         let q = QuantizedModel::build(&graph, strategy, Some(&ranges), best).unwrap();
-        let y = logits(q.run(&[("input", eval.clone())]).unwrap());
+        let y = first_f32(q.run(&[("input", eval.clone())]).unwrap());
         // Quantization noise on these logits (|max| ~ 100) stays within a few percent of their range.
         let worst = y
             .iter()
@@ -96,7 +80,7 @@ fn int8_strategies_track_fp32_and_integer_paths_are_kernel_independent() {
         assert!(agree >= 49, "{name}: top-1 agrees with FP32 on {agree}/50");
 
         let q_scalar = QuantizedModel::build(&graph, strategy, Some(&ranges), scalar).unwrap();
-        let y_scalar = logits(q_scalar.run(&[("input", eval.clone())]).unwrap());
+        let y_scalar = first_f32(q_scalar.run(&[("input", eval.clone())]).unwrap());
         if strategy.act == ActMode::WeightOnly {
             // f32 accumulation in a different order: float tolerance, not bit equality.
             let d = y
@@ -184,7 +168,7 @@ fn gptq_and_adaround_beat_round_to_nearest_at_two_bits() {
     );
     let best = kernels::select(None).unwrap();
     let fp32 = Fp32Executor::new(&graph, best).unwrap();
-    let reference = argmax_rows(&logits(fp32.run(&[("input", eval.clone())]).unwrap()));
+    let reference = argmax_rows(&first_f32(fp32.run(&[("input", eval.clone())]).unwrap()));
     let batches = (0..4).map(|b| {
         calib
             .slice(s![b * 100..(b + 1) * 100, .., .., ..])
@@ -213,7 +197,7 @@ fn gptq_and_adaround_beat_round_to_nearest_at_two_bits() {
         };
         let q =
             QuantizedModel::build_full(&graph, strategy, None, None, Some(&refine), best).unwrap();
-        let y = argmax_rows(&logits(q.run(&[("input", eval.clone())]).unwrap()));
+        let y = argmax_rows(&first_f32(q.run(&[("input", eval.clone())]).unwrap()));
         y.iter().zip(&reference).filter(|(a, b)| a == b).count()
     };
     let rtn = agreement(Refinement::None);
@@ -295,7 +279,7 @@ fn kl_clips_like_min_max_does_not_and_keeps_top1_on_real_digits() {
             Some(calibration),
         );
         let q = QuantizedModel::build(&graph, strategy, Some(&ranges), best).unwrap();
-        let y = logits(q.run(&[("input", eval.clone())]).unwrap());
+        let y = first_f32(q.run(&[("input", eval.clone())]).unwrap());
         argmax_rows(&y)
             .iter()
             .zip(labels)
@@ -318,8 +302,6 @@ fn kl_clips_like_min_max_does_not_and_keeps_top1_on_real_digits() {
 /// predictions are not the plain model's copy) and it still classifies real digits.
 #[test]
 fn cle_runs_from_a_suite_and_from_quantize() {
-    #[path = "common/mod.rs"]
-    mod common;
     let dir = std::env::temp_dir().join(format!("harness-cle-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -398,8 +380,8 @@ fn cle_runs_from_a_suite_and_from_quantize() {
     );
     let plain = QuantizedModel::build(&graph, plain, Some(&ranges), best).unwrap();
     let (a, b) = (
-        logits(equalized.run(&[("input", x.clone())]).unwrap()),
-        logits(plain.run(&[("input", x)]).unwrap()),
+        first_f32(equalized.run(&[("input", x.clone())]).unwrap()),
+        first_f32(plain.run(&[("input", x)]).unwrap()),
     );
     assert_ne!(a, b, "the equalized model is not the plain one");
     let agree = argmax_rows(&a)

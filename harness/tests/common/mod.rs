@@ -1,10 +1,13 @@
-//! Shared by the end-to-end tests that run the `harness` binary on small real suites: the binary runner and
-//! a suite of the pretrained MNIST CNN on real digits with the targets, space and measure tables given.
+//! Shared by the integration tests: the binary runner, a suite of the pretrained MNIST CNN on real digits with
+//! the targets, space and measure tables given, and readers of a model's outputs.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use harness::ir::Tensor;
+use ndarray::{ArrayD, Axis};
 
 /// Runs the `harness` binary in `cwd`.
 pub fn harness(args: &[&str], cwd: &Path) -> Output {
@@ -50,4 +53,24 @@ dataset = "mnist"
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The first output of a run, which must be f32 (a classifier's logits or probabilities).
+pub fn first_f32(out: Vec<(String, Tensor)>) -> ArrayD<f32> {
+    match out.into_iter().next() {
+        Some((_, Tensor::F32(a))) => a,
+        other => panic!("expected an f32 output, got {other:?}"),
+    }
+}
+
+/// The index of each row's largest value (the first on ties).
+pub fn argmax_rows(a: &ArrayD<f32>) -> Vec<usize> {
+    a.axis_iter(Axis(0))
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .0
+        })
+        .collect()
 }
