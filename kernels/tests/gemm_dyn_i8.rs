@@ -231,6 +231,16 @@ fn adversarial_activations() {
             "tiny range",
             (0..m * k).map(|i| (i % 5) as f32 * 1e-44).collect(),
         ),
+        // NaN alone leaves the range finite: only the range pass's NaN flag sends it down the checked path.
+        (
+            "NaN only",
+            (0..m * k)
+                .map(|i| match i % 11 {
+                    0 => f32::NAN,
+                    _ => (i % 13) as f32 * 0.25 - 1.0,
+                })
+                .collect(),
+        ),
         (
             "non-finite values",
             (0..m * k)
