@@ -9,6 +9,13 @@ mod cli;
 use clap::Parser;
 
 fn main() {
+    // A reader that stops early (`harness inspect m.onnx --json | head`) ends the output quietly, as it does for
+    // other Unix tools, instead of `println!` panicking on the closed pipe. Rows already written stay written.
+    #[cfg(unix)]
+    // SAFETY: sets the default disposition of one signal, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::Cli::parse();
     if let Err(e) = cli::run(cli) {
         eprintln!("error: {e}");

@@ -331,3 +331,24 @@ fn dataset_shape_that_does_not_fit_the_model_is_an_error() {
         &["bad.toml:", "model[0].path", "input `input`", "[1, 784]"],
     );
 }
+
+/// A reader that closes the pipe early (`harness inspect ... --json | head -c 10`) ends the output without a
+/// panic message: the process gets the default SIGPIPE, as other Unix tools do. The pipe's read end is closed
+/// before the process starts, so its first write meets the closed pipe whatever the output's size.
+#[cfg(unix)]
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["inspect", real_model().to_str().unwrap(), "--json"])
+        .stdout(writer)
+        .output()
+        .expect("harness runs");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    // SIGPIPE is 13 on Linux and macOS.
+    assert_eq!(out.status.signal(), Some(13), "status {:?}", out.status);
+}
