@@ -417,7 +417,10 @@ fn softmax_rows(data: &mut [f32], cols: usize) {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f64;
         for v in row.iter_mut() {
-            *v = (*v - max).exp();
+            // Below -104, `exp` underflows to +0 (half the least subnormal is e^-103.97), and glibc's `expf`
+            // takes a slow error-reporting path to say so: attention masks put every padded key there.
+            let d = *v - max;
+            *v = if d < -104.0 { 0.0 } else { d.exp() };
             sum += f64::from(*v);
         }
         let inv = (1.0 / sum) as f32;
@@ -745,6 +748,26 @@ mod tests {
 
     use super::*;
     use crate::ir::PoolAttrs;
+
+    /// The underflow shortcut changes nothing: every value equals plain `exp`'s, around the threshold (where
+    /// `exp` gives subnormals, then 0) and for masked scores.
+    #[test]
+    fn softmax_underflow_shortcut_is_exact() {
+        let mut row: Vec<f32> = (0..400).map(|i| -100.0 - i as f32 * 0.02).collect();
+        row.extend([0.0, -1e30, f32::MIN, -3.0e4]);
+        let max = 0.0f32;
+        let want: Vec<f32> = row.iter().map(|&v| (v - max).exp()).collect();
+        let sum: f64 = want.iter().map(|&v| f64::from(v)).sum();
+        let inv = (1.0 / sum) as f32;
+        let want: Vec<f32> = want.iter().map(|&v| v * inv).collect();
+        assert!(
+            want[0] > 0.0 && want[399] == 0.0,
+            "the row spans the underflow"
+        );
+        let mut got = row.clone();
+        softmax_rows(&mut got, row.len());
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn softmax_rows_sum_to_one_on_any_axis() {
