@@ -66,50 +66,112 @@ pub fn erf(x: f32) -> f32 {
     (r as f32).copysign(x)
 }
 
-/// The f32 function of a unary op (`None` for ops that are not f32 maps).
-fn unary_f32(op: UnaryOp) -> Option<fn(f32, UnaryOp) -> f32> {
-    Some(match op {
-        UnaryOp::Sqrt => |x, _| x.sqrt(),
-        UnaryOp::Reciprocal => |x, _| 1.0 / x,
-        UnaryOp::Exp => |x, _| x.exp(),
-        UnaryOp::Log => |x, _| x.ln(),
-        UnaryOp::Erf => |x, _| erf(x),
-        UnaryOp::Tanh => |x, _| x.tanh(),
-        UnaryOp::Sigmoid => |x, _| {
-            if x >= 0.0 {
-                1.0 / (1.0 + (-x).exp())
-            } else {
-                let e = x.exp();
-                e / (1.0 + e)
+/// Evaluates `$call` with `$f` bound to the f32 function of the unary op `$op` (or `$none` for ops that are not
+/// f32 maps). Each op binds its own closure type, so every map is compiled with the function inlined: through
+/// a `fn` pointer each element cost a call, and simple maps could not be vectorized.
+macro_rules! with_unary_f32 {
+    ($op:expr, |$f:ident| $call:expr, $none:expr) => {
+        match $op {
+            UnaryOp::Sqrt => {
+                let $f = |x: f32| x.sqrt();
+                $call
             }
-        },
-        UnaryOp::Neg => |x, _| -x,
-        UnaryOp::Abs => |x, _| x.abs(),
-        UnaryOp::Floor => |x, _| x.floor(),
-        UnaryOp::Ceil => |x, _| x.ceil(),
-        UnaryOp::HardSigmoid { .. } => |x, op| {
-            let UnaryOp::HardSigmoid { alpha, beta } = op else {
-                unreachable!()
-            };
-            (alpha * x + beta).clamp(0.0, 1.0)
-        },
-        UnaryOp::HardSwish => |x, _| x * (x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
-        UnaryOp::LeakyRelu { .. } => |x, op| {
-            let UnaryOp::LeakyRelu { alpha } = op else {
-                unreachable!()
-            };
-            if x < 0.0 { alpha * x } else { x }
-        },
-        UnaryOp::Clip { .. } => |x, op| {
-            let UnaryOp::Clip { min, max } = op else {
-                unreachable!()
-            };
-            // min then max, as ONNX: with min > max every value becomes max.
-            let y = if x < min { min } else { x };
-            if y > max { max } else { y }
-        },
-        UnaryOp::Not => return None,
-    })
+            UnaryOp::Reciprocal => {
+                let $f = |x: f32| 1.0 / x;
+                $call
+            }
+            UnaryOp::Exp => {
+                let $f = |x: f32| x.exp();
+                $call
+            }
+            UnaryOp::Log => {
+                let $f = |x: f32| x.ln();
+                $call
+            }
+            UnaryOp::Erf => {
+                let $f = erf;
+                $call
+            }
+            UnaryOp::Tanh => {
+                let $f = |x: f32| x.tanh();
+                $call
+            }
+            UnaryOp::Sigmoid => {
+                let $f = |x: f32| {
+                    if x >= 0.0 {
+                        1.0 / (1.0 + (-x).exp())
+                    } else {
+                        let e = x.exp();
+                        e / (1.0 + e)
+                    }
+                };
+                $call
+            }
+            UnaryOp::Neg => {
+                let $f = |x: f32| -x;
+                $call
+            }
+            UnaryOp::Abs => {
+                let $f = |x: f32| x.abs();
+                $call
+            }
+            UnaryOp::Floor => {
+                let $f = |x: f32| x.floor();
+                $call
+            }
+            UnaryOp::Ceil => {
+                let $f = |x: f32| x.ceil();
+                $call
+            }
+            UnaryOp::HardSigmoid { alpha, beta } => {
+                let $f = move |x: f32| (alpha * x + beta).clamp(0.0, 1.0);
+                $call
+            }
+            UnaryOp::HardSwish => {
+                let $f = |x: f32| x * (x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0);
+                $call
+            }
+            UnaryOp::LeakyRelu { alpha } => {
+                let $f = move |x: f32| if x < 0.0 { alpha * x } else { x };
+                $call
+            }
+            UnaryOp::Clip { min, max } => {
+                // min then max, as ONNX: with min > max every value becomes max.
+                let $f = move |x: f32| {
+                    let y = if x < min { min } else { x };
+                    if y > max { max } else { y }
+                };
+                $call
+            }
+            UnaryOp::Not => $none,
+        }
+    };
+}
+
+/// Evaluates `$call` with `$f` bound to the f32 x f32 -> f32 arithmetic of `$op` (or `$none`), one closure
+/// type per op, for the same reason as [`with_unary_f32`].
+macro_rules! with_arith_f32 {
+    ($op:expr, |$f:ident| $call:expr, $none:expr) => {
+        match $op {
+            BinaryOp::Sub => {
+                let $f = |x: f32, y: f32| x - y;
+                $call
+            }
+            BinaryOp::Mul => {
+                let $f = |x: f32, y: f32| x * y;
+                $call
+            }
+            BinaryOp::Div => {
+                let $f = |x: f32, y: f32| x / y;
+                $call
+            }
+            BinaryOp::Pow => {
+                let $f = pow_f32;
+                $call
+            }
+            _ => $none,
+        }
+    };
 }
 
 fn unary_i64(op: UnaryOp) -> Option<fn(i64) -> i64> {
@@ -124,13 +186,14 @@ fn unary_i64(op: UnaryOp) -> Option<fn(i64) -> i64> {
 /// A unary op on an owned tensor, in place when the element type stays.
 pub fn unary_owned(op: UnaryOp, x: Tensor) -> Result<Tensor, OpError> {
     match x {
-        Tensor::F32(mut a) => match unary_f32(op) {
-            Some(f) => {
-                a.mapv_inplace(|v| f(v, op));
+        Tensor::F32(mut a) => with_unary_f32!(
+            op,
+            |f| {
+                a.mapv_inplace(f);
                 Ok(Tensor::F32(a))
-            }
-            None => Err(dtype_error(op.op_type(), "", &Tensor::F32(a))),
-        },
+            },
+            Err(dtype_error(op.op_type(), "", &Tensor::F32(a)))
+        ),
         Tensor::I64(mut a) => match unary_i64(op) {
             Some(f) => {
                 a.mapv_inplace(f);
@@ -147,10 +210,11 @@ pub fn unary_owned(op: UnaryOp, x: Tensor) -> Result<Tensor, OpError> {
 
 pub fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor, OpError> {
     match x {
-        Tensor::F32(a) => match unary_f32(op) {
-            Some(f) => Ok(Tensor::F32(a.mapv(|v| f(v, op)))),
-            None => Err(dtype_error(op.op_type(), "", x)),
-        },
+        Tensor::F32(a) => with_unary_f32!(
+            op,
+            |f| Ok(Tensor::F32(a.mapv(f))),
+            Err(dtype_error(op.op_type(), "", x))
+        ),
         Tensor::I64(a) => match unary_i64(op) {
             Some(f) => Ok(Tensor::I64(a.mapv(f))),
             None => Err(dtype_error(op.op_type(), "", x)),
@@ -160,17 +224,6 @@ pub fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor, OpError> {
 
 fn b(v: bool) -> i64 {
     i64::from(v)
-}
-
-/// The f32 x f32 -> f32 arithmetic of `op`.
-fn arith_f32(op: BinaryOp) -> Option<fn(f32, f32) -> f32> {
-    Some(match op {
-        BinaryOp::Sub => |x, y| x - y,
-        BinaryOp::Mul => |x, y| x * y,
-        BinaryOp::Div => |x, y| x / y,
-        BinaryOp::Pow => pow_f32,
-        _ => return None,
-    })
 }
 
 /// `x^y` as ONNX Runtime computes it: squares and cubes by multiplication, `powf` otherwise.
@@ -218,9 +271,11 @@ pub fn binary(op: BinaryOp, x: &Tensor, y: &Tensor) -> Result<Tensor, OpError> {
     let name = op.op_type();
     match (x, y) {
         (Tensor::F32(a), Tensor::F32(c)) => {
-            if let Some(f) = arith_f32(op) {
-                return Ok(Tensor::F32(zip2(a.view(), c.view(), f)?));
-            }
+            with_arith_f32!(
+                op,
+                |f| return Ok(Tensor::F32(zip2(a.view(), c.view(), f)?)),
+                ()
+            );
             if let Some(f) = compare::<f32>(op) {
                 return Ok(Tensor::I64(zip2(a.view(), c.view(), f)?));
             }
@@ -276,10 +331,11 @@ pub fn binary_assign_f32(
     other: ArrayViewD<f32>,
     acc_is_rhs: bool,
 ) -> Result<bool, OpError> {
-    match arith_f32(op) {
-        Some(f) => zip2_assign(acc, other, acc_is_rhs, f).map(|()| true),
-        None => Ok(false),
-    }
+    with_arith_f32!(
+        op,
+        |f| zip2_assign(acc, other, acc_is_rhs, f).map(|()| true),
+        Ok(false)
+    )
 }
 
 /// Numpy-broadcasting `a + b` for two f32 or two i64 tensors.
