@@ -21,12 +21,15 @@ fn dtype_error(op: &str, what: &str, t: &Tensor) -> OpError {
 /// f64 `erf`). Evaluated in f64:
 /// - `|x| < 1`: `x * P1(x^2)`, degree 7, fitted by least squares at Chebyshev nodes (relative error ~1e-10);
 /// - `1 <= |x| < 3.92`: `1 - exp(-x^2) * P2(t)`, `t = 1 / (1 + |x| / 2)`, where `P2` (degree 8) fits the smooth
-///   `exp(x^2) * erfc(x)` (the variable of Numerical Recipes' `erfcc`);
+///   `exp(x^2) * erfc(x)` (the variable of Numerical Recipes' `erfcc`); `exp` is `2^k * e^r` with `|r| <= ln 2
+///   / 2` and `e^r` by its Taylor polynomial of degree 10 (relative error below 1e-12);
 /// - beyond, 1: `erfc(3.92) = 2.2e-8` is below half an f32 ulp of 1.
 ///
-/// It replaced the `libm` crate's f64 `erf` (FreeBSD's rational approximations, whose tail calls a software
-/// `exp`): on all-MiniLM-L6-v2 that took 22 % of a run of FP32 plus dynamic int8 (GELU's erf on every FFN
-/// activation); this form uses the system's `exp` and one division.
+/// Both pieces are computed and one is selected, without branches or calls, so that maps over whole tensors
+/// vectorize. It replaced the `libm` crate's f64 `erf` (FreeBSD's rational approximations, whose tail calls a
+/// software `exp`): on all-MiniLM-L6-v2 that took 22 % of a run of FP32 plus dynamic int8 (GELU's erf on every
+/// FFN activation).
+#[inline]
 pub fn erf(x: f32) -> f32 {
     const P1: [f64; 8] = [
         1.128_379_167_082_285_1,
@@ -49,21 +52,90 @@ pub fn erf(x: f32) -> f32 {
         0.070_987_737_337_629_18,
         0.012_353_550_604_770_03,
     ];
-    fn horner(c: &[f64], x: f64) -> f64 {
+    /// `1 / j!`, `j = 0..=10`.
+    const EXP: [f64; 11] = [
+        1.0,
+        1.0,
+        0.5,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+    ];
+    /// `1.5 * 2^52`: adding it rounds a small f64 to an integer held in the low mantissa bits.
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    #[inline(always)]
+    fn horner<const N: usize>(c: &[f64; N], x: f64) -> f64 {
         c.iter().rev().fold(0.0, |acc, &k| acc * x + k)
     }
-    if x.is_nan() {
-        return x;
-    }
-    let a = f64::from(x).abs();
-    let r = if a < 1.0 {
-        a * horner(&P1, a * a)
-    } else if a < 3.92 {
-        1.0 - (-a * a).exp() * horner(&P2, 1.0 / (1.0 + 0.5 * a))
+    let ax = f64::from(x).abs();
+    let a = ax.min(3.92);
+    let s = a * a;
+    let near = a * horner(&P1, s);
+    // exp(-s) for s in [0, 15.4]: k = round(-s / ln 2) in [-23, 0], 2^k built in the exponent field.
+    let t = -s * std::f64::consts::LOG2_E + ROUND;
+    let k = t - ROUND;
+    let two_k = f64::from_bits(
+        (t.to_bits().wrapping_sub(ROUND.to_bits()))
+            .wrapping_add(1023)
+            .wrapping_shl(52),
+    );
+    let exp = two_k * horner(&EXP, -s - k * std::f64::consts::LN_2);
+    let far = 1.0 - exp * horner(&P2, 1.0 / (1.0 + 0.5 * a));
+    let r = if ax < 1.0 {
+        near
+    } else if ax < 3.92 {
+        far
     } else {
         1.0
     };
-    (r as f32).copysign(x)
+    let y = (r as f32).copysign(x);
+    if x.is_nan() { x } else { y }
+}
+
+/// [`erf`] of every value, in place. The loop is compiled three times, for the x86_64 baseline (SSE2: 2 f64
+/// lanes), AVX2 + FMA (4) and AVX-512 (8), and the widest this CPU runs is taken: 7.0, 3.5 and 2.3 ns per value
+/// on the Zen 4 dev box. Every version performs the same IEEE operations (Rust never contracts `a * b + c`
+/// into an FMA), so the results are identical (`erf_in_place_is_the_same_on_every_isa`).
+pub fn erf_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("avx512dq") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { erf_builds::avx512(x) };
+        }
+        if has!("avx2") && has!("fma") {
+            // SAFETY: as above.
+            return unsafe { erf_builds::avx2(x) };
+        }
+    }
+    erf_builds::baseline(x)
+}
+
+/// The builds of [`erf_in_place`]'s loop.
+mod erf_builds {
+    use super::erf;
+
+    pub(super) fn baseline(x: &mut [f32]) {
+        x.iter_mut().for_each(|v| *v = erf(*v));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn avx2(x: &mut [f32]) {
+        x.iter_mut().for_each(|v| *v = erf(*v));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq")]
+    pub(super) fn avx512(x: &mut [f32]) {
+        x.iter_mut().for_each(|v| *v = erf(*v));
+    }
 }
 
 /// Evaluates `$call` with `$f` bound to the f32 function of the unary op `$op` (or `$none` for ops that are not
@@ -186,6 +258,10 @@ fn unary_i64(op: UnaryOp) -> Option<fn(i64) -> i64> {
 /// A unary op on an owned tensor, in place when the element type stays.
 pub fn unary_owned(op: UnaryOp, x: Tensor) -> Result<Tensor, OpError> {
     match x {
+        Tensor::F32(mut a) if op == UnaryOp::Erf && a.is_standard_layout() => {
+            erf_in_place(a.as_slice_mut().expect("standard layout"));
+            Ok(Tensor::F32(a))
+        }
         Tensor::F32(mut a) => with_unary_f32!(
             op,
             |f| {
@@ -210,6 +286,11 @@ pub fn unary_owned(op: UnaryOp, x: Tensor) -> Result<Tensor, OpError> {
 
 pub fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor, OpError> {
     match x {
+        Tensor::F32(a) if op == UnaryOp::Erf => {
+            let mut y = a.as_standard_layout().into_owned();
+            erf_in_place(y.as_slice_mut().expect("standard layout"));
+            Ok(Tensor::F32(y))
+        }
         Tensor::F32(a) => with_unary_f32!(
             op,
             |f| Ok(Tensor::F32(a.mapv(f))),
@@ -491,6 +572,41 @@ mod tests {
         assert_eq!(erf(f32::INFINITY), 1.0);
         assert_eq!(erf(f32::NEG_INFINITY), -1.0);
         assert!(erf(-0.0).is_sign_negative() && erf(-0.0) == 0.0);
+    }
+
+    /// The AVX2 and AVX-512 builds of the map give the baseline build's bits (each where this CPU runs it).
+    #[test]
+    fn erf_in_place_is_the_same_on_every_isa() {
+        let x: Vec<f32> = (0..100_003)
+            .map(|i| (i as f32 * 0.000_1 - 5.0) * if i % 2 == 0 { 1.0 } else { -1.0 })
+            .chain([f32::NAN, f32::INFINITY, -0.0, 3.92, 1.0])
+            .collect();
+        let mut want = x.clone();
+        erf_builds::baseline(&mut want);
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let mut dispatched = x.clone();
+        erf_in_place(&mut dispatched);
+        assert!(bits(&dispatched) == bits(&want), "dispatched build differs");
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                let mut got = x.clone();
+                // SAFETY: the CPU has AVX2 and FMA.
+                unsafe { erf_builds::avx2(&mut got) };
+                assert!(bits(&got) == bits(&want), "AVX2 build differs");
+            } else {
+                eprintln!("skip: this CPU lacks avx2 + fma");
+            }
+            if has!("avx512f") && has!("avx512vl") && has!("avx512dq") {
+                let mut got = x.clone();
+                // SAFETY: the CPU has the AVX-512 subsets.
+                unsafe { erf_builds::avx512(&mut got) };
+                assert!(bits(&got) == bits(&want), "AVX-512 build differs");
+            } else {
+                eprintln!("skip: this CPU lacks avx512f/vl/dq");
+            }
+        }
     }
 
     /// Within one f32 ulp of `libm`'s f64 `erf` rounded once (itself within an ulp of the true value in f64),
