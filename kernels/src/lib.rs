@@ -22,6 +22,7 @@ pub mod x86_64;
 
 pub use error::KernelError;
 pub use isa::Isa;
+pub use reference::gemm_f32_dyn_i8::DynRule;
 pub use registry::{KernelSet, select};
 
 /// What every kernel can say about itself, so that result rows name the kernel that ran.
@@ -145,14 +146,32 @@ pub trait GemmF32W8: Kernel {
 }
 
 /// Dynamic int8 GEMM: f32 A quantized to u8 while packing (per-tensor scale and zero point computed from A's
-/// range, as ONNX DynamicQuantizeLinear: round half to even, range includes 0; see
-/// [`reference::gemm_f32_dyn_i8::dynamic_qparams`]), times prepacked s8 B with per-column scales (len 1 or n)
+/// range by a [`DynRule`]: ONNX DynamicQuantizeLinear's, round half to even, range includes 0, see
+/// [`reference::gemm_f32_dyn_i8::dynamic_qparams`]; or symmetric, see
+/// [`reference::gemm_f32_dyn_i8::symmetric_qparams`]), times prepacked s8 B with per-column scales (len 1 or n)
 /// and zero points, f32 C = dequantized result (+ bias, optional relu). Returns the activation
 /// `(scale, zero_point)` it used. `c` is overwritten.
 pub trait GemmF32DynI8: Kernel {
     /// Packs row-major `b` (`k x n`).
     fn pack_b(&self, b: &[i8], k: usize, n: usize) -> PackedB<i8>;
-    /// `a` is row-major with `lda >= k`; `c` row-major with `ldc >= n`; `bias`, if any, has `n` entries.
+    /// `a` is row-major with `lda >= k`; `c` row-major with `ldc >= n`; `bias`, if any, has `n` entries. A's
+    /// `(scale, zero_point)` follow `rule` (ONNX's affine rule, or symmetric).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_with(
+        &self,
+        rule: reference::gemm_f32_dyn_i8::DynRule,
+        m: usize,
+        a: &[f32],
+        lda: usize,
+        b: &PackedB<i8>,
+        b_scales: &[f32],
+        b_zero_points: &[i32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        c: &mut [f32],
+        ldc: usize,
+    ) -> (f32, i32);
+    /// [`GemmF32DynI8::gemm_with`] by ONNX DynamicQuantizeLinear's rule.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         &self,
@@ -166,7 +185,21 @@ pub trait GemmF32DynI8: Kernel {
         relu: bool,
         c: &mut [f32],
         ldc: usize,
-    ) -> (f32, i32);
+    ) -> (f32, i32) {
+        self.gemm_with(
+            reference::gemm_f32_dyn_i8::DynRule::Affine,
+            m,
+            a,
+            lda,
+            b,
+            b_scales,
+            b_zero_points,
+            bias,
+            relu,
+            c,
+            ldc,
+        )
+    }
 }
 
 /// BF16 GEMM: `C[m x n] (f32) = bf16(A) * bf16(B)`: both operands rounded to bf16 (nearest, ties to even; see

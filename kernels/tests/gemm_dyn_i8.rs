@@ -3,16 +3,17 @@
 //! adversarial activations (all zeros, one sign only, huge and tiny ranges, non-finite values, values exactly
 //! halfway between two codes). A kernel whose ISA this CPU lacks is skipped with a note.
 //!
-//! Results must be bit-identical, not merely close: the quantization parameters and codes are defined exactly
-//! (ONNX DynamicQuantizeLinear, `f32` division, ties to even), the integer products are exact, and the float
+//! Every case runs by both activation rules (ONNX DynamicQuantizeLinear's affine one, and symmetric). Results
+//! must be bit-identical, not merely close: the quantization parameters and codes are defined exactly
+//! (`f32` division, ties to even), the integer products are exact, and the float
 //! epilogue is specified as separate IEEE operations in one order (`acc * scale * b_scale + bias`).
 
-use kernels::GemmF32DynI8;
 use kernels::reference::gemm_f32_dyn_i8::{
-    SCALAR_GEMM_F32_DYN_I8, dynamic_qparams, dynamic_qparams_of,
+    SCALAR_GEMM_F32_DYN_I8, dynamic_qparams, dynamic_qparams_of, qparams_of,
 };
 use kernels::registry::gemm_f32_dyn_i8_kernels;
 use kernels::testing::{DEEP_K, RUY_SIZES, Rng, compare_exact};
+use kernels::{DynRule, GemmF32DynI8};
 use proptest::prelude::*;
 
 /// Largest register tile registered (rows, columns): proptest shapes span three tiles of it.
@@ -54,6 +55,7 @@ fn supported(k: &dyn GemmF32DynI8) -> bool {
 
 fn run(
     kern: &dyn GemmF32DynI8,
+    rule: DynRule,
     (m, k, n): (usize, usize, usize),
     a: &[f32],
     b: &[i8],
@@ -66,7 +68,8 @@ fn run(
     }
     let ldc = n + LD_PAD;
     let mut c = vec![SENTINEL; m * ldc];
-    let params = kern.gemm(
+    let params = kern.gemm_with(
+        rule,
         m,
         &a_ld,
         lda,
@@ -93,26 +96,36 @@ fn run(
     (dense, params)
 }
 
-/// Every supported kernel against the reference on one problem: same parameters, bit-identical C.
+/// Every supported kernel against the reference on one problem, by both activation rules: same parameters,
+/// bit-identical C.
 fn check(
     shape @ (m, k, n): (usize, usize, usize),
     a: &[f32],
     b: &[i8],
     p: &Params,
 ) -> Result<(), String> {
-    let (want, want_params) = run(&SCALAR_GEMM_F32_DYN_I8, shape, a, b, p);
-    assert_eq!(want_params, dynamic_qparams_of(a, m, k, k));
-    for kern in gemm_f32_dyn_i8_kernels().iter().filter(|k| supported(**k)) {
-        let (got, params) = run(*kern, shape, a, b, p);
-        if params != want_params {
-            return Err(format!(
-                "{} {m}x{k}x{n}: parameters {params:?}, reference {want_params:?}",
-                kern.name()
-            ));
+    for rule in [DynRule::Affine, DynRule::Symmetric] {
+        let (want, want_params) = run(&SCALAR_GEMM_F32_DYN_I8, rule, shape, a, b, p);
+        assert_eq!(want_params, qparams_of(rule, a, m, k, k));
+        if rule == DynRule::Affine {
+            assert_eq!(want_params, dynamic_qparams_of(a, m, k, k));
         }
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-        compare_exact(&bits(&want), &bits(&got), m, n)
-            .map_err(|e| format!("{} {m}x{k}x{n} (f32 bit patterns): {e}", kern.name()))?;
+        for kern in gemm_f32_dyn_i8_kernels().iter().filter(|k| supported(**k)) {
+            let (got, params) = run(*kern, rule, shape, a, b, p);
+            if params != want_params {
+                return Err(format!(
+                    "{} {rule:?} {m}x{k}x{n}: parameters {params:?}, reference {want_params:?}",
+                    kern.name()
+                ));
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            compare_exact(&bits(&want), &bits(&got), m, n).map_err(|e| {
+                format!(
+                    "{} {rule:?} {m}x{k}x{n} (f32 bit patterns): {e}",
+                    kern.name()
+                )
+            })?;
+        }
     }
     Ok(())
 }

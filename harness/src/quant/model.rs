@@ -1364,8 +1364,10 @@ impl QuantizedModel {
                 let fused = l.fused_dyn.as_ref().expect("checked");
                 let x = x.into_f32()?;
                 let gemm = self.kernels.gemm_f32_dyn_i8;
+                let rule = dyn_rule(self.strategy.scheme);
                 let y = run_lowered(l, x.view(), 0.0f32, |_, m, a, c| {
-                    gemm.gemm(
+                    gemm.gemm_with(
+                        rule,
                         m,
                         a,
                         l.k,
@@ -2487,10 +2489,20 @@ fn conv_groups(shape: &LinearShape) -> usize {
     }
 }
 
+/// The fused dynamic kernel's rule for the strategy's activation scheme: its affine rule (ONNX
+/// DynamicQuantizeLinear) and its symmetric one are [`activation_params`] with that scheme and
+/// `ScaleConstraint::Float` (`fused_rules_are_the_activation_params`), apart from the floor `activation_params`
+/// puts under the scale, which only a range below about 1e-30 reaches.
+fn dyn_rule(scheme: Scheme) -> kernels::DynRule {
+    match scheme {
+        Scheme::Affine => kernels::DynRule::Affine,
+        Scheme::Symmetric => kernels::DynRule::Symmetric,
+    }
+}
+
 /// The weights packed for the fused dynamic kernel when it computes exactly what the unfused dynamic path
 /// does: a dense layer (one GEMM over every leading dimension, e.g. BERT's `[batch * seq, hidden]`), not per
-/// group of rows, with affine float-scale activation parameters (the kernel's DynamicQuantizeLinear
-/// parameters are [`activation_params`] with `Scheme::Affine` and `ScaleConstraint::Float`).
+/// group of rows, with float-scale activation parameters (see [`dyn_rule`]).
 fn fused_dynamic(
     shape: &LinearShape,
     params: &QParams,
@@ -2503,7 +2515,6 @@ fn fused_dynamic(
     let fits = act == ActMode::Dynamic
         && matches!(shape, LinearShape::Dense)
         && !matches!(params.granularity, Granularity::PerGroup(_))
-        && strategy.scheme == Scheme::Affine
         && strategy.scale == ScaleConstraint::Float;
     fits.then(|| kernels.gemm_f32_dyn_i8.pack_b(flat, k, n))
 }
@@ -2726,4 +2737,34 @@ fn refined_weights(
         s.weight_bits,
     )?;
     Ok((qw.values, qw.params, stored))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused kernel's rules give the unfused path's parameters, for ranges of every sign and size above
+    /// the scale floor.
+    #[test]
+    fn fused_rules_are_the_activation_params() {
+        let ranges = [
+            (-1.0f32, 3.0f32),
+            (0.5, 2.0),
+            (-2.0, -0.5),
+            (-7.25, 7.25),
+            (-1e-20, 3e-21),
+            (-65_000.0, 12.0),
+            (0.0, 1e-3),
+        ];
+        for (lo, hi) in ranges {
+            for scheme in [Scheme::Affine, Scheme::Symmetric] {
+                let p = activation_params(lo, hi, scheme, ScaleConstraint::Float);
+                assert_eq!(
+                    dyn_rule(scheme).qparams(lo, hi),
+                    (p.scale, p.zero_point),
+                    "{scheme:?} [{lo}, {hi}]"
+                );
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Reference for the dynamic int8 GEMM ([`GemmF32DynI8`]), composed of the frame helpers with the semantics
 //! every optimized kernel must reproduce bit for bit:
-//! 1. `(scale, zero_point)` from A's finite range ([`dynamic_qparams`], ONNX DynamicQuantizeLinear);
+//! 1. `(scale, zero_point)` from A's finite range by the call's [`DynRule`] ([`dynamic_qparams`], ONNX
+//!    DynamicQuantizeLinear, or [`symmetric_qparams`]);
 //! 2. `q = clamp(round_half_even(a / scale) + zero_point, 0, 255)` ([`quantize_u8`], division in `f32`);
 //! 3. exact `u8 x i8 -> i32` products, zero points compensated with row and column sums
 //!    ([`compensate_zero_points`]: exact for `k <= 33_025`, saturating beyond);
@@ -20,6 +21,37 @@ use crate::reference::gemm_f32::assert_c;
 use crate::reference::gemm_f32w8::assert_dequant_params;
 use crate::{GemmF32DynI8, GemmU8I8, Kernel, PackedB};
 
+/// How a dynamic kernel chooses A's `(scale, zero_point)` from the range of A's finite values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DynRule {
+    /// ONNX DynamicQuantizeLinear ([`dynamic_qparams`]): affine over the range widened to 0.
+    #[default]
+    Affine,
+    /// Symmetric ([`symmetric_qparams`]): `max(|lo|, |hi|) / 127` and zero point 128, i.e. s8 codes in
+    /// [-127, 127] stored as `u8` (code + 128).
+    Symmetric,
+}
+
+impl DynRule {
+    /// `(scale, zero_point)` for finite values spanning `[lo, hi]` (`lo > hi`: no finite value, as 0).
+    pub fn qparams(self, lo: f32, hi: f32) -> (f32, i32) {
+        let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+        match self {
+            DynRule::Affine => dynamic_qparams(lo, hi),
+            DynRule::Symmetric => symmetric_qparams(lo, hi),
+        }
+    }
+}
+
+/// Symmetric `(scale, zero_point)` for a tensor whose finite values span `[lo, hi]`: `scale = max(|lo|, |hi|) /
+/// 127` (`1 / 127` for all zeros), zero point 128, in `f32`. Quantizing with it gives `clamp(round(a / scale),
+/// -127, 127) + 128`: the codes of a symmetric s8 activation, offset into `u8`.
+pub fn symmetric_qparams(lo: f32, hi: f32) -> (f32, i32) {
+    let absmax = lo.abs().max(hi.abs());
+    let scale = if absmax == 0.0 { 1.0 } else { absmax } / 127.0;
+    (scale, 128)
+}
+
 /// ONNX DynamicQuantizeLinear's `(scale, zero_point)` for a tensor whose finite values span `[lo, hi]`: the range
 /// is widened to include 0; `scale = (hi - lo) / 255`, or `1 / 255` when `hi == lo` (all zeros);
 /// `zero_point = round_half_even(clamp(-lo / scale, 0, 255))`. All in `f32`, as the ONNX reference computes it.
@@ -34,6 +66,12 @@ pub fn dynamic_qparams(lo: f32, hi: f32) -> (f32, i32) {
 /// [`dynamic_qparams`] of the `m x k` matrix `a` (row-major, leading dimension `lda`); non-finite values are
 /// ignored, as in [`min_max`].
 pub fn dynamic_qparams_of(a: &[f32], m: usize, k: usize, lda: usize) -> (f32, i32) {
+    qparams_of(DynRule::Affine, a, m, k, lda)
+}
+
+/// `rule`'s `(scale, zero_point)` of the `m x k` matrix `a` (row-major, leading dimension `lda`); non-finite
+/// values are ignored, as in [`min_max`].
+pub fn qparams_of(rule: DynRule, a: &[f32], m: usize, k: usize, lda: usize) -> (f32, i32) {
     let (lo, hi) = (0..m)
         .map(|i| &a[i * lda..i * lda + k])
         .filter(|row| row.iter().any(|v| v.is_finite()))
@@ -41,10 +79,7 @@ pub fn dynamic_qparams_of(a: &[f32], m: usize, k: usize, lda: usize) -> (f32, i3
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (l, h)| {
             (lo.min(l), hi.max(h))
         });
-    if lo > hi {
-        return dynamic_qparams(0.0, 0.0);
-    }
-    dynamic_qparams(lo, hi)
+    rule.qparams(lo, hi)
 }
 
 /// Panics unless `bias` (if any) covers the `n` columns; shared with the SIMD kernels.
@@ -105,8 +140,9 @@ impl GemmF32DynI8 for ComposedGemmF32DynI8 {
         }
     }
 
-    fn gemm(
+    fn gemm_with(
         &self,
+        rule: DynRule,
         m: usize,
         a: &[f32],
         lda: usize,
@@ -136,7 +172,7 @@ impl GemmF32DynI8 for ComposedGemmF32DynI8 {
         assert_dequant_params(self.name, n, b_scales.len(), b_zero_points.len());
         assert_bias(self.name, n, bias);
         assert_c(self.name, m, n, c.len(), ldc);
-        let (scale, zero_point) = dynamic_qparams_of(a, m, k, lda);
+        let (scale, zero_point) = qparams_of(rule, a, m, k, lda);
         if m == 0 || n == 0 {
             return (scale, zero_point);
         }
@@ -197,6 +233,27 @@ mod tests {
             dynamic_qparams_of(&[f32::NAN; 3], 1, 3, 3),
             dynamic_qparams(0.0, 0.0)
         );
+    }
+
+    #[test]
+    fn symmetric_qparams_take_the_larger_magnitude() {
+        assert_eq!(symmetric_qparams(-1.0, 3.0), (3.0 / 127.0, 128));
+        assert_eq!(symmetric_qparams(-2.5, 0.5), (2.5 / 127.0, 128));
+        assert_eq!(symmetric_qparams(0.0, 0.0), (1.0 / 127.0, 128));
+        // No finite value behaves like all zeros, by either rule.
+        assert_eq!(
+            qparams_of(DynRule::Symmetric, &[f32::NAN; 3], 1, 3, 3),
+            symmetric_qparams(0.0, 0.0)
+        );
+        let a = [f32::NEG_INFINITY, -2.0, 0.5, 1.0];
+        assert_eq!(
+            qparams_of(DynRule::Symmetric, &a, 2, 2, 2),
+            (2.0 / 127.0, 128)
+        );
+        // The codes are the symmetric s8 codes offset by 128: -2.0 -> -127 + 128, 1.0 -> round(63.5) + 128.
+        let mut q = [0u8; 2];
+        quantize_u8(&[-2.0, 1.0], 2.0 / 127.0, 128, &mut q);
+        assert_eq!(q, [1, 64 + 128]);
     }
 
     #[test]

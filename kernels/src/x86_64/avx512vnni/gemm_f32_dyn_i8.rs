@@ -6,8 +6,8 @@
 //! Passes over A:
 //! 1. min/max of the finite values (`min_max_rows`, rows first to last: at 3136x576 that pass took 120 us
 //!    walking the rows last to first, for the first rows to stay in L2, and 99 us forward), giving `(scale,
-//!    zero_point)` by [`dynamic_qparams`]: a per-tensor scale needs the whole range before any value is
-//!    quantized;
+//!    zero_point)` by the call's [`DynRule`] (ONNX's affine `dynamic_qparams`, or symmetric): a per-tensor
+//!    scale needs the whole range before any value is quantized;
 //! 2. rows in blocks of [`MB`]: while the register tiles of block `b` run (bound by `vpdpbusd`), each k-group
 //!    iteration of the full-height tiles also quantizes one 16-value vector of block `b + 1` (`QuantJob`),
 //!    into the other of two `u8` buffers, whose rows are zero-padded to a multiple of 4 so tiles need no
@@ -17,8 +17,9 @@
 //!
 //! Quantization is exactly the reference's: `vdivps` (not a multiplication by the reciprocal, whose rounding
 //! differs near half-integers), rounding to nearest even, `+ zero_point`, clamp to `[0, 255]`. When the range
-//! pass saw only finite values and the scale is normal, every code is provably in `[0, 256]` (`QuantJob::step`),
-//! so the unsigned saturating narrowing is the whole clamp (3136x576x64: 750 -> 715 us). Otherwise each vector
+//! pass saw only finite values, the scale is normal and the lowest value's code is not negative, every code is
+//! in `[0, 256]` (`unchecked_is_exact`, `QuantJob::step`), so the unsigned saturating narrowing is the whole
+//! clamp (3136x576x64: 750 -> 715 us). Otherwise each vector
 //! is checked: a non-finite value converts to `i32::MIN`, which finite values cannot reach (their quotients are
 //! at most 255, or a few times that when the scale is subnormal); a block holding one is requantized by the
 //! scalar [`quantize_u8`], the reference itself, as are the last `k % 16` values of each row.
@@ -37,7 +38,9 @@ use crate::frame::gemm::{PAR_MIN_MACS, assert_a, assert_packed};
 use crate::frame::{col_sums_i8, quantize_u8};
 use crate::isa::Isa;
 use crate::reference::gemm_f32::assert_c;
-use crate::reference::gemm_f32_dyn_i8::{assert_bias, dynamic_qparams};
+#[cfg(test)]
+use crate::reference::gemm_f32_dyn_i8::dynamic_qparams;
+use crate::reference::gemm_f32_dyn_i8::{DynRule, assert_bias};
 use crate::reference::gemm_f32w8::assert_dequant_params;
 use crate::x86_64::avx2::pack::{pack_k4, packed_len_k4};
 use crate::{GemmF32DynI8, Kernel, PackedB};
@@ -101,8 +104,9 @@ impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
         }
     }
 
-    fn gemm(
+    fn gemm_with(
         &self,
+        rule: DynRule,
         m: usize,
         a: &[f32],
         lda: usize,
@@ -139,14 +143,8 @@ impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
         } else {
             unsafe { min_max_rows(a, lda, 0..m, k) }
         };
-        let (a_scale, a_zp) = if lo > hi {
-            dynamic_qparams(0.0, 0.0)
-        } else {
-            dynamic_qparams(lo, hi)
-        };
-        // Every code is then provably in [0, 256] (see `QuantJob::step`), so the quantization needs neither the
-        // non-finite check nor the floor at 0.
-        let checked = !(all_finite && a_scale.is_normal());
+        let (a_scale, a_zp) = rule.qparams(lo, hi);
+        let checked = !unchecked_is_exact(all_finite, lo, (a_scale, a_zp));
         if m == 0 || n == 0 {
             return (a_scale, a_zp);
         }
@@ -273,6 +271,18 @@ impl GemmF32DynI8 for Avx512VnniGemmF32DynI8 {
         }
         (a_scale, a_zp)
     }
+}
+
+/// Whether quantizing without checks ([`QuantJob::step`] unchecked) gives the reference's codes: every value
+/// is finite, the scale is normal, and the lowest value's code is at least 0. Quantization is monotonic, so
+/// then every code is at least 0, and at most `|a / scale| + 255` (below `2^30` for a normal scale from a
+/// finite range), which the unsigned saturating narrowing clamps to 255 as the reference does. For both
+/// rules the lowest code is provably at least 0 (affine: see `QuantJob::step`; symmetric: `round(lo / s) >=
+/// -127` and the zero point is 128); computing it keeps the condition true to the arithmetic.
+fn unchecked_is_exact(all_finite: bool, lo: f32, (scale, zero_point): (f32, i32)) -> bool {
+    all_finite
+        && scale.is_normal()
+        && (lo.min(0.0) / scale).round_ties_even() as i32 + zero_point >= 0
 }
 
 /// The range of some rows of A: min and max of the finite values (`(inf, -inf)` if none), and whether every
