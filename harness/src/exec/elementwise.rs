@@ -2,6 +2,7 @@
 //! Max / Min / Sum / Mean, Where and Cast. Booleans are 0 / 1 in i64 (see [`crate::ir`]). f32 maths follows
 //! the ONNX definitions in f32, except Erf, evaluated in f64 to within one f32 ulp.
 
+use kernels::Isa;
 use ndarray::{ArrayD, ArrayViewD};
 
 use super::broadcast::{zip2, zip2_assign, zip3};
@@ -98,18 +99,20 @@ pub fn erf(x: f32) -> f32 {
 }
 
 /// [`erf`] of every value, in place. The loop is compiled three times, for the x86_64 baseline (SSE2: 2 f64
-/// lanes), AVX2 + FMA (4) and AVX-512 (8), and the widest this CPU runs is taken: 7.0, 3.5 and 2.3 ns per value
-/// on the Zen 4 dev box. Every version performs the same IEEE operations (Rust never contracts `a * b + c`
-/// into an FMA), so the results are identical (`erf_in_place_is_the_same_on_every_isa`).
-pub fn erf_in_place(x: &mut [f32]) {
+/// lanes), AVX2 + FMA (4) and AVX-512 (8): 7.0, 3.5 and 2.3 ns per value on the Zen 4 dev box. The widest
+/// build that both this CPU runs and `isa` allows is taken, so a target forced to a lower ISA times its float
+/// ops at that ISA too (callers pass the ISA of their FP32 GEMM kernel). Every build performs the same IEEE
+/// operations (Rust never contracts `a * b + c` into an FMA), so the results are identical
+/// (`erf_in_place_is_the_same_on_every_isa`).
+pub fn erf_in_place(x: &mut [f32], isa: Isa) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("avx512dq") {
+        if isa >= Isa::Avx512Vnni && has!("avx512f") && has!("avx512vl") && has!("avx512dq") {
             // SAFETY: the CPU has the features the function is compiled for.
             return unsafe { erf_builds::avx512(x) };
         }
-        if has!("avx2") && has!("fma") {
+        if isa >= Isa::Avx2 && has!("avx2") && has!("fma") {
             // SAFETY: as above.
             return unsafe { erf_builds::avx2(x) };
         }
@@ -256,10 +259,11 @@ fn unary_i64(op: UnaryOp) -> Option<fn(i64) -> i64> {
 }
 
 /// A unary op on an owned tensor, in place when the element type stays.
-pub fn unary_owned(op: UnaryOp, x: Tensor) -> Result<Tensor, OpError> {
+/// `isa` caps the SIMD width of the maps that are built per ISA (see [`erf_in_place`]).
+pub fn unary_owned(op: UnaryOp, x: Tensor, isa: Isa) -> Result<Tensor, OpError> {
     match x {
         Tensor::F32(mut a) if op == UnaryOp::Erf && a.is_standard_layout() => {
-            erf_in_place(a.as_slice_mut().expect("standard layout"));
+            erf_in_place(a.as_slice_mut().expect("standard layout"), isa);
             Ok(Tensor::F32(a))
         }
         Tensor::F32(mut a) => with_unary_f32!(
@@ -284,11 +288,12 @@ pub fn unary_owned(op: UnaryOp, x: Tensor) -> Result<Tensor, OpError> {
     }
 }
 
-pub fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor, OpError> {
+/// `isa` as in [`unary_owned`].
+pub fn unary(op: UnaryOp, x: &Tensor, isa: Isa) -> Result<Tensor, OpError> {
     match x {
         Tensor::F32(a) if op == UnaryOp::Erf => {
             let mut y = a.as_standard_layout().into_owned();
-            erf_in_place(y.as_slice_mut().expect("standard layout"));
+            erf_in_place(y.as_slice_mut().expect("standard layout"), isa);
             Ok(Tensor::F32(y))
         }
         Tensor::F32(a) => with_unary_f32!(
@@ -585,7 +590,7 @@ mod tests {
         erf_builds::baseline(&mut want);
         let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         let mut dispatched = x.clone();
-        erf_in_place(&mut dispatched);
+        erf_in_place(&mut dispatched, Isa::detect_best());
         assert!(bits(&dispatched) == bits(&want), "dispatched build differs");
         #[cfg(target_arch = "x86_64")]
         {
@@ -652,12 +657,12 @@ mod tests {
         let lt = binary(BinaryOp::Less, &a, &zero).unwrap();
         assert_eq!(lt, Tensor::I64(ndarray::arr1(&[0i64, 1, 0]).into_dyn()));
         assert_eq!(
-            unary(UnaryOp::Not, &lt).unwrap(),
+            unary(UnaryOp::Not, &lt, Isa::Scalar).unwrap(),
             Tensor::I64(ndarray::arr1(&[1i64, 0, 1]).into_dyn())
         );
         let f = Tensor::F32(ndarray::arr1(&[1.0f32]).into_dyn());
         assert!(binary(BinaryOp::Sub, &a, &f).is_err());
-        assert!(unary(UnaryOp::Exp, &a).is_err());
+        assert!(unary(UnaryOp::Exp, &a, Isa::Scalar).is_err());
         assert_eq!(
             cast(
                 &Tensor::F32(ndarray::arr1(&[-1.7f32, 2.9, 0.0]).into_dyn()),

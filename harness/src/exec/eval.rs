@@ -195,7 +195,7 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>], gemm: &dyn GemmF32) -> Resul
         Op::GlobalMaxPool => Tensor::F32(nn::global_pool(f32_of(op, "X", x)?, true)?),
         Op::Add => elementwise::add(x, input(op, inputs, 1)?)?,
         Op::Binary(b) => elementwise::binary(*b, x, input(op, inputs, 1)?)?,
-        Op::Unary(u) => elementwise::unary(*u, x)?,
+        Op::Unary(u) => elementwise::unary(*u, x, gemm.isa())?,
         Op::Variadic(v) => {
             let all: Vec<&Tensor> = inputs
                 .iter()

@@ -347,8 +347,12 @@ impl Fp32Executor {
             }
             (Op::Unary(u), _) => {
                 return match self.take(env, i, 0) {
-                    Some(x) => elementwise::unary_owned(*u, x),
-                    None => elementwise::unary(*u, self.input(env, i, node, 0)?),
+                    Some(x) => elementwise::unary_owned(*u, x, self.kernels.gemm_f32.isa()),
+                    None => elementwise::unary(
+                        *u,
+                        self.input(env, i, node, 0)?,
+                        self.kernels.gemm_f32.isa(),
+                    ),
                 }
                 .map_err(op_err);
             }
