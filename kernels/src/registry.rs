@@ -101,6 +101,8 @@ pub fn gemm_f32_dyn_i8_kernels() -> &'static [&'static dyn crate::GemmF32DynI8] 
     static TABLE: &[&dyn crate::GemmF32DynI8] = &[
         &reference::gemm_f32_dyn_i8::SCALAR_GEMM_F32_DYN_I8,
         &reference::gemm_f32_dyn_i8::GENERIC_GEMM_F32_DYN_I8,
+        #[cfg(target_arch = "x86_64")]
+        &crate::x86_64::avx2::AVX2_GEMM_F32_DYN_I8,
         // Quantization fused per row block into the 8x32 vpdpbusd tile (DESIGN-int8-gemm.md).
         #[cfg(target_arch = "x86_64")]
         &crate::x86_64::avx512vnni::AVX512VNNI_GEMM_F32_DYN_I8,

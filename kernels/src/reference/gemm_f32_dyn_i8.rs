@@ -7,8 +7,8 @@
 //!    ([`compensate_zero_points`]: exact for `k <= 33_025`, saturating beyond);
 //! 4. `c = acc as f32 * scale * b_scale[j] + bias[j]`, then `max(0, .)` if `relu` ([`dequantize_acc_f32`]).
 //!
-//! The same composition serves twice: on the scalar GEMM it is the `scalar` tier's kernel (the oracle), on the
-//! generic GEMM the `generic` tier's. B is packed once, by the inner GEMM, with B's column sums appended (as
+//! The same composition serves three times: on the scalar GEMM it is the `scalar` tier's kernel (the oracle), on
+//! the generic GEMM the `generic` tier's, on the AVX2 GEMM the `avx2` tier's. B is packed once, by the inner GEMM, with B's column sums appended (as
 //! little-endian `i32` bytes); each call copies the inner packing into the `PackedB` the inner GEMM takes (a
 //! fallback cost; the SIMD kernels use their packing in place).
 
@@ -95,9 +95,9 @@ pub(crate) fn assert_bias(kernel: &str, n: usize, bias: Option<&[f32]>) {
 
 /// The reference composition over an inner `u8 x i8` GEMM.
 pub struct ComposedGemmF32DynI8 {
-    name: &'static str,
-    isa: Isa,
-    inner: &'static dyn GemmU8I8,
+    pub(crate) name: &'static str,
+    pub(crate) isa: Isa,
+    pub(crate) inner: &'static dyn GemmU8I8,
 }
 
 /// The scalar oracle.
