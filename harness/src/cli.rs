@@ -154,7 +154,8 @@ enum Command {
         chooses among the rows of earlier results instead."
     )]
     Search {
-        /// The suite file (default: the built-in quickstart suite). Ignored with --from.
+        /// The suite file (default: the built-in quickstart suite). With --from, only its [search] settings
+        /// are used (without a suite: latency, and a 0.005 drop).
         suite: Option<PathBuf>,
         /// The target to search for (default: every target of the suite).
         #[arg(long)]
@@ -165,8 +166,8 @@ enum Command {
         /// How to explore the space.
         #[arg(long, value_enum, default_value = "greedy")]
         algorithm: AlgorithmArg,
-        /// Largest acceptable top-1 drop, as a fraction (0.005 = half a point). Default: the suite's
-        /// [search] max_accuracy_drop.
+        /// Largest acceptable top-1 drop, as a fraction (0.005 = half a point; for embedding models, the
+        /// drop of the mean cosine). Default: the suite's [search] max_accuracy_drop.
         #[arg(long)]
         max_drop: Option<f64>,
         /// What "best" means. Default: the suite's [search] objective.
@@ -488,11 +489,18 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 if rows.is_empty() {
                     return Err(Error::Usage("no result rows to choose from".into()));
                 }
-                let objective = objective.unwrap_or_default();
-                print!(
-                    "{}",
-                    render(&recommend(&rows, objective, max_drop.unwrap_or(0.005)))
-                );
+                // A suite named beside `--from` lends its [search] settings, as it does to a search that runs.
+                let settings = match &suite {
+                    Some(_) => Some(load_suite(suite.as_deref())?.search),
+                    None => None,
+                };
+                let objective = objective
+                    .or(settings.as_ref().map(|s| s.objective))
+                    .unwrap_or_default();
+                let max_drop = max_drop
+                    .or(settings.as_ref().map(|s| s.max_accuracy_drop))
+                    .unwrap_or(0.005);
+                print!("{}", render(&recommend(&rows, objective, max_drop)));
                 return Ok(());
             }
             if budget_trials == Some(0) {

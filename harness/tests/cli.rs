@@ -265,6 +265,31 @@ fn search_from_results_picks_within_budget() {
     );
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert!(String::from_utf8_lossy(&again.stdout).contains("smallest"));
+    // A suite named beside --from lends its [search] settings; flags still win.
+    let with_settings = dir.path().join("settings.toml");
+    let text = suite_text(&real_model(), "")
+        + "\n[search]\nobjective = \"size\"\nmax_accuracy_drop = 0.0125\n";
+    std::fs::write(&with_settings, text).unwrap();
+    let from_suite = harness(
+        &["search", with_settings.to_str().unwrap(), "--from", &csv],
+        dir.path(),
+    );
+    assert_eq!(from_suite.status.code(), Some(0), "{}", stderr(&from_suite));
+    let out = String::from_utf8_lossy(&from_suite.stdout);
+    assert!(out.contains("smallest") && out.contains("1.25"), "{out}");
+    let flags_win = harness(
+        &[
+            "search",
+            with_settings.to_str().unwrap(),
+            "--from",
+            &csv,
+            "--objective",
+            "latency",
+        ],
+        dir.path(),
+    );
+    let out = String::from_utf8_lossy(&flags_win.stdout);
+    assert!(out.contains("fastest") && out.contains("1.25"), "{out}");
 }
 
 /// The same CNN fed from NumPy files (the ONNX Runtime reference images and labels), through `format = "npy"`.
