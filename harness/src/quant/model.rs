@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use kernels::frame::conv::im2col;
 use kernels::frame::nhwc::{depthwise_nhwc_acc, im2col_nhwc_slice, max_pool_nhwc};
-use kernels::frame::quantize::{dequantize_u8, min_max, quantize_u8};
+use kernels::frame::quantize::{dequantize_u8, min_max_at, quantize_u8_at};
 use kernels::frame::requant::{
     col_sums_i8, compensate_zero_points, dequantize_acc_f32, row_sums_u8,
 };
@@ -1222,9 +1222,10 @@ impl QuantizedModel {
             unreachable!("called for channels-last layers")
         };
         let x = x.into_f32()?;
-        let (lo, hi) = min_max(&contiguous(&x));
+        let isa = self.kernels.gemm_u8i8.isa();
+        let (lo, hi) = min_max_at(&contiguous(&x), isa);
         let p = activation_params(lo, hi, self.strategy.scheme, self.strategy.scale);
-        let q = to_static_input(Value::F32(x), p, true)?;
+        let q = to_static_input(Value::F32(x), p, true, isa)?;
         let shape = q.shape().to_vec();
         let &[batch, h, w, c_in] = shape.as_slice() else {
             return Err(self.shape_error(l, &shape, "is not a 4-D image batch"));
@@ -1263,7 +1264,8 @@ impl QuantizedModel {
             }
             let (cols_block, acc_block) = (&mut cols[..rows * k], &mut acc[..rows * n]);
             if let Some((dw, a_zp_terms, gd)) = &depthwise {
-                depthwise_nhwc_acc(src, images, gd, dw, p.zero_point as u8, acc_block);
+                let isa = self.kernels.gemm_u8i8.isa();
+                depthwise_nhwc_acc(src, images, gd, dw, p.zero_point as u8, acc_block, isa);
                 for row in acc_block.chunks_exact_mut(n) {
                     for (v, t) in row.iter_mut().zip(a_zp_terms) {
                         *v -= t;
@@ -1388,10 +1390,11 @@ impl QuantizedModel {
             LinearMode::Dynamic => {
                 let x = x.into_f32()?;
                 let data = contiguous(&x);
-                let (lo, hi) = min_max(&data);
+                let isa = self.kernels.gemm_u8i8.isa();
+                let (lo, hi) = min_max_at(&data, isa);
                 let p = activation_params(lo, hi, self.strategy.scheme, self.strategy.scale);
                 let mut q = vec![0u8; data.len()];
-                quantize_u8(&data, p.scale, p.zero_point, &mut q);
+                quantize_u8_at(&data, p.scale, p.zero_point, &mut q, isa);
                 let q = ArrayD::from_shape_vec(x.raw_dim(), q).expect("same length");
                 let gemm = self.kernels.gemm_u8i8;
                 let mut acc = Vec::new();
@@ -1434,7 +1437,7 @@ impl QuantizedModel {
             LinearMode::Static { input, output, .. }
             | LinearMode::StaticGrouped { input, output } => {
                 let nhwc = matches!(l.shape, LinearShape::ConvNhwc(_));
-                let q = to_static_input(x, *input, nhwc)?;
+                let q = to_static_input(x, *input, nhwc, self.kernels.gemm_u8i8.isa())?;
                 let shape = q.shape().to_vec();
                 let data = contiguous(&q);
                 let groups = l.packed.len().max(1);
@@ -1476,7 +1479,8 @@ impl QuantizedModel {
                     (_, Some(gr)) => {
                         let mut c = vec![0f32; m * l.n];
                         self.grouped_u8(l, gr, m, a, *input, &mut c);
-                        quantize_u8(&c, output.scale, output.zero_point, out);
+                        let isa = self.kernels.gemm_u8i8.isa();
+                        quantize_u8_at(&c, output.scale, output.zero_point, out, isa);
                     }
                     _ => unreachable!("static modes are built with matching weights"),
                 };
@@ -1512,7 +1516,8 @@ impl QuantizedModel {
                                 }
                                 let acc_block = &mut acc[..rows * l.n];
                                 let gd = attrs.geometry(c_in, h, w);
-                                depthwise_nhwc_acc(src, images, &gd, dw, pad, acc_block);
+                                let isa = self.kernels.gemm_u8i8.isa();
+                                depthwise_nhwc_acc(src, images, &gd, dw, pad, acc_block, isa);
                                 self.kernels.requant_u8.requantize(
                                     acc_block,
                                     rows,
@@ -1617,10 +1622,11 @@ impl QuantizedModel {
             })?,
             _ => {
                 let data = contiguous(&x);
-                let (lo, hi) = min_max(&data);
+                let isa = self.kernels.gemm_u8i8.isa();
+                let (lo, hi) = min_max_at(&data, isa);
                 let p = activation_params(lo, hi, self.strategy.scheme, self.strategy.scale);
                 let mut q = vec![0u8; data.len()];
-                quantize_u8(&data, p.scale, p.zero_point, &mut q);
+                quantize_u8_at(&data, p.scale, p.zero_point, &mut q, isa);
                 let q = ArrayD::from_shape_vec(x.raw_dim(), q).expect("same length");
                 run_lowered(l, q.view(), p.zero_point as u8, |_, m, a, c: &mut [f32]| {
                     self.grouped_u8(l, gr, m, a, p, c)
@@ -1680,11 +1686,17 @@ impl QuantizedModel {
     }
 }
 
-/// The u8 input a static layer expects: parameters `p`, NHWC when `nhwc`, whatever arrives.
-fn to_static_input(x: Value, p: ActParams, nhwc: bool) -> Result<ArrayD<u8>, QuantError> {
+/// The u8 input a static layer expects: parameters `p`, NHWC when `nhwc`, whatever arrives; float inputs are
+/// quantized at `isa` (the layer's kernel tier).
+fn to_static_input(
+    x: Value,
+    p: ActParams,
+    nhwc: bool,
+    isa: kernels::Isa,
+) -> Result<ArrayD<u8>, QuantError> {
     let quantize = |f: ArrayD<f32>| {
         let mut q = vec![0u8; f.len()];
-        quantize_u8(&contiguous(&f), p.scale, p.zero_point, &mut q);
+        quantize_u8_at(&contiguous(&f), p.scale, p.zero_point, &mut q, isa);
         ArrayD::from_shape_vec(f.raw_dim(), q).expect("same length")
     };
     Ok(match x {
