@@ -12,7 +12,7 @@ pub mod quantize;
 pub mod requant;
 
 pub use conv::{Conv2dGeom, im2col};
-pub use quantize::{dequantize_u8, min_max, quantize_i8, quantize_u8};
+pub use quantize::{dequantize_u8, min_max, min_max_at, quantize_i8, quantize_u8, quantize_u8_at};
 pub use requant::{
     Scaler, col_sums_i8, compensate_zero_points, dequantize_acc_f32, requantize_u8, row_sums_u8,
 };

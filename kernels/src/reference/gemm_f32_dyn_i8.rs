@@ -2,7 +2,7 @@
 //! every optimized kernel must reproduce bit for bit:
 //! 1. `(scale, zero_point)` from A's finite range by the call's [`DynRule`] ([`dynamic_qparams`], ONNX
 //!    DynamicQuantizeLinear, or [`symmetric_qparams`]);
-//! 2. `q = clamp(round_half_even(a / scale) + zero_point, 0, 255)` ([`quantize_u8`], division in `f32`);
+//! 2. `q = clamp(round_half_even(a / scale) + zero_point, 0, 255)` ([`quantize_u8`](crate::frame::quantize_u8), division in `f32`);
 //! 3. exact `u8 x i8 -> i32` products, zero points compensated with row and column sums
 //!    ([`compensate_zero_points`]: exact for `k <= 33_025`, saturating beyond);
 //! 4. `c = acc as f32 * scale * b_scale[j] + bias[j]`, then `max(0, .)` if `relu` ([`dequantize_acc_f32`]).
@@ -14,7 +14,7 @@
 
 use crate::frame::gemm::assert_a;
 use crate::frame::{
-    col_sums_i8, compensate_zero_points, dequantize_acc_f32, min_max, quantize_u8, row_sums_u8,
+    col_sums_i8, compensate_zero_points, dequantize_acc_f32, min_max, quantize_u8_at, row_sums_u8,
 };
 use crate::isa::Isa;
 use crate::reference::gemm_f32::assert_c;
@@ -178,11 +178,13 @@ impl GemmF32DynI8 for ComposedGemmF32DynI8 {
         }
         let mut qa = vec![0u8; m * k];
         for i in 0..m {
-            quantize_u8(
+            // At this kernel's tier (the same codes in every build; see `quantize_u8_at`).
+            quantize_u8_at(
                 &a[i * lda..i * lda + k],
                 scale,
                 zero_point,
                 &mut qa[i * k..i * k + k],
+                self.isa,
             );
         }
         let mut acc = vec![0i32; m * n];
@@ -215,6 +217,7 @@ impl GemmF32DynI8 for ComposedGemmF32DynI8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::quantize_u8;
 
     #[test]
     fn qparams_follow_onnx() {
