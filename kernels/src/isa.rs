@@ -63,6 +63,30 @@ impl Isa {
             .find(|i| i.is_available())
             .unwrap_or(Isa::Generic)
     }
+
+    /// Which build of a plain Rust loop compiled three times ([`LoopBuild`]) to run under this tier as a cap:
+    /// the widest that the tier allows and this CPU runs.
+    pub fn loop_build(self) -> LoopBuild {
+        if self >= Isa::Avx512Vnni && Isa::Avx512Vnni.is_available() {
+            LoopBuild::Avx512
+        } else if self >= Isa::Avx2 && Isa::Avx2.is_available() {
+            LoopBuild::Avx2
+        } else {
+            LoopBuild::Baseline
+        }
+    }
+}
+
+/// The builds of a loop that is written once in plain Rust and compiled for the x86_64 baseline (SSE2), with
+/// `#[target_feature(enable = "avx2,fma")]`, and with `#[target_feature(enable = "avx512f,avx512bw,avx512vl")]`
+/// (the features [`Isa::Avx2`] and [`Isa::Avx512Vnni`] guarantee). The same IEEE and integer operations in every
+/// build (Rust never contracts `a * b + c` into an FMA), only wider: for the elementwise and depthwise loops
+/// around the GEMM kernels, whose results must not depend on the tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopBuild {
+    Baseline,
+    Avx2,
+    Avx512,
 }
 
 impl fmt::Display for Isa {

@@ -3,6 +3,7 @@
 //! the ONNX definitions in f32, except Erf, evaluated in f64 to within one f32 ulp.
 
 use kernels::Isa;
+use kernels::isa::LoopBuild;
 use ndarray::{ArrayD, ArrayViewD};
 
 use super::broadcast::{zip2, zip2_assign, zip3};
@@ -98,26 +99,19 @@ pub fn erf(x: f32) -> f32 {
     if x.is_nan() { x } else { y }
 }
 
-/// [`erf`] of every value, in place. The loop is compiled three times, for the x86_64 baseline (SSE2: 2 f64
-/// lanes), AVX2 + FMA (4) and AVX-512 (8): 7.0, 3.5 and 2.3 ns per value on the Zen 4 dev box. The widest
-/// build that both this CPU runs and `isa` allows is taken, so a target forced to a lower ISA times its float
-/// ops at that ISA too (callers pass the ISA of their FP32 GEMM kernel). Every build performs the same IEEE
-/// operations (Rust never contracts `a * b + c` into an FMA), so the results are identical
-/// (`erf_in_place_is_the_same_on_every_isa`).
+/// [`erf`] of every value, in place, by the [`LoopBuild`] that `isa` allows (SSE2: 2 f64 lanes, AVX2: 4,
+/// AVX-512: 8; 7.0, 3.5 and 2.3 ns per value on the Zen 4 dev box), so a target forced to a lower ISA times its
+/// float ops at that ISA too (callers pass the ISA of their FP32 GEMM kernel). The results are identical in
+/// every build (`erf_in_place_is_the_same_on_every_isa`).
 pub fn erf_in_place(x: &mut [f32], isa: Isa) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if isa >= Isa::Avx512Vnni && has!("avx512f") && has!("avx512vl") && has!("avx512dq") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { erf_builds::avx512(x) };
-        }
-        if isa >= Isa::Avx2 && has!("avx2") && has!("fma") {
-            // SAFETY: as above.
-            return unsafe { erf_builds::avx2(x) };
-        }
+    match isa.loop_build() {
+        // SAFETY (both): `loop_build` chose the build because the CPU has its features.
+        #[cfg(target_arch = "x86_64")]
+        LoopBuild::Avx512 => unsafe { erf_builds::avx512(x) },
+        #[cfg(target_arch = "x86_64")]
+        LoopBuild::Avx2 => unsafe { erf_builds::avx2(x) },
+        _ => erf_builds::baseline(x),
     }
-    erf_builds::baseline(x)
 }
 
 /// The builds of [`erf_in_place`]'s loop.
@@ -135,7 +129,7 @@ mod erf_builds {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) fn avx512(x: &mut [f32]) {
         x.iter_mut().for_each(|v| *v = erf(*v));
     }
@@ -594,22 +588,21 @@ mod tests {
         assert!(bits(&dispatched) == bits(&want), "dispatched build differs");
         #[cfg(target_arch = "x86_64")]
         {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") {
+            if Isa::Avx2.is_available() {
                 let mut got = x.clone();
                 // SAFETY: the CPU has AVX2 and FMA.
                 unsafe { erf_builds::avx2(&mut got) };
                 assert!(bits(&got) == bits(&want), "AVX2 build differs");
             } else {
-                eprintln!("skip: this CPU lacks avx2 + fma");
+                eprintln!("skip: this CPU lacks avx2");
             }
-            if has!("avx512f") && has!("avx512vl") && has!("avx512dq") {
+            if Isa::Avx512Vnni.is_available() {
                 let mut got = x.clone();
-                // SAFETY: the CPU has the AVX-512 subsets.
+                // SAFETY: the CPU has AVX-512 F/BW/VL.
                 unsafe { erf_builds::avx512(&mut got) };
                 assert!(bits(&got) == bits(&want), "AVX-512 build differs");
             } else {
-                eprintln!("skip: this CPU lacks avx512f/vl/dq");
+                eprintln!("skip: this CPU lacks avx512vnni");
             }
         }
     }

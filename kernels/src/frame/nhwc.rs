@@ -11,7 +11,7 @@
 //! product this is off by at most one LSB, and only where the product is within an f32 ulp of a tie.
 
 use super::conv::Conv2dGeom;
-use crate::isa::Isa;
+use crate::isa::{Isa, LoopBuild};
 
 /// im2col over a batch of NHWC images (`[batch, h, w, c_in]`), rows = output pixels of every image in order,
 /// columns ordered `(ky, kx, c)`: `out` is `[batch * out_h * out_w, kh * kw * c_in]`. Padding taps get
@@ -172,19 +172,18 @@ pub fn depthwise_nhwc_acc(
     if c == 0 {
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if isa >= Isa::Avx512Vnni && Isa::Avx512Vnni.is_available() {
-            // SAFETY: the CPU has the features the build is compiled for.
-            return unsafe { depthwise_builds::avx512(input, batch, g, weights, pad_value, acc) };
-        }
-        if isa >= Isa::Avx2 && Isa::Avx2.is_available() {
-            // SAFETY: as above.
-            return unsafe { depthwise_builds::avx2(input, batch, g, weights, pad_value, acc) };
-        }
+    match isa.loop_build() {
+        // SAFETY (both): `loop_build` chose the build because the CPU has its features.
+        #[cfg(target_arch = "x86_64")]
+        LoopBuild::Avx512 => unsafe {
+            depthwise_builds::avx512(input, batch, g, weights, pad_value, acc)
+        },
+        #[cfg(target_arch = "x86_64")]
+        LoopBuild::Avx2 => unsafe {
+            depthwise_builds::avx2(input, batch, g, weights, pad_value, acc)
+        },
+        _ => depthwise_body(input, batch, g, weights, pad_value, acc),
     }
-    let _ = isa;
-    depthwise_body(input, batch, g, weights, pad_value, acc)
 }
 
 /// The builds of [`depthwise_nhwc_acc`]'s loop.
@@ -192,7 +191,7 @@ pub fn depthwise_nhwc_acc(
 mod depthwise_builds {
     use super::{Conv2dGeom, depthwise_body};
 
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     pub(super) fn avx2(i: &[u8], b: usize, g: &Conv2dGeom, w: &[i32], pad: u8, acc: &mut [i32]) {
         depthwise_body(i, b, g, w, pad, acc)
     }

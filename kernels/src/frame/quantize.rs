@@ -2,7 +2,7 @@
 //! `q = saturate(round_half_even(x / scale) + zero_point)`, `x = (q - zero_point) * scale`. The division is
 //! done in `f32`, as the ONNX reference does. NaN quantizes to the zero point.
 
-use crate::isa::Isa;
+use crate::isa::{Isa, LoopBuild};
 
 /// `out[i] = clamp(round_half_even(x[i] / scale) + zero_point, 0, 255)`.
 ///
@@ -61,19 +61,14 @@ pub fn min_max(x: &[f32]) -> (f32, f32) {
 /// [`min_max`] by the widest build that `isa` (the caller's kernel tier) allows and the CPU runs: the loop is
 /// compiled for the baseline, AVX2 and AVX-512, with the same result.
 pub fn min_max_at(x: &[f32], isa: Isa) -> (f32, f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if isa >= Isa::Avx512Vnni && Isa::Avx512Vnni.is_available() {
-            // SAFETY: the CPU has the features the build is compiled for.
-            return unsafe { builds::min_max_avx512(x) };
-        }
-        if isa >= Isa::Avx2 && Isa::Avx2.is_available() {
-            // SAFETY: as above.
-            return unsafe { builds::min_max_avx2(x) };
-        }
+    match isa.loop_build() {
+        // SAFETY (both): `loop_build` chose the build because the CPU has its features.
+        #[cfg(target_arch = "x86_64")]
+        LoopBuild::Avx512 => unsafe { builds::min_max_avx512(x) },
+        #[cfg(target_arch = "x86_64")]
+        LoopBuild::Avx2 => unsafe { builds::min_max_avx2(x) },
+        _ => min_max_body(x),
     }
-    let _ = isa;
-    min_max_body(x)
 }
 
 /// [`quantize_u8`] by the widest build that `isa` allows and the CPU runs (as [`min_max_at`]); the same IEEE
@@ -89,19 +84,14 @@ pub fn quantize_u8_at(x: &[f32], scale: f32, zero_point: i32, out: &mut [u8], is
         out.len(),
         x.len()
     );
-    #[cfg(target_arch = "x86_64")]
-    {
-        if isa >= Isa::Avx512Vnni && Isa::Avx512Vnni.is_available() {
-            // SAFETY: the CPU has the features the build is compiled for.
-            return unsafe { builds::quantize_u8_avx512(x, scale, zero_point, out) };
-        }
-        if isa >= Isa::Avx2 && Isa::Avx2.is_available() {
-            // SAFETY: as above.
-            return unsafe { builds::quantize_u8_avx2(x, scale, zero_point, out) };
-        }
+    match isa.loop_build() {
+        // SAFETY (both): `loop_build` chose the build because the CPU has its features.
+        #[cfg(target_arch = "x86_64")]
+        LoopBuild::Avx512 => unsafe { builds::quantize_u8_avx512(x, scale, zero_point, out) },
+        #[cfg(target_arch = "x86_64")]
+        LoopBuild::Avx2 => unsafe { builds::quantize_u8_avx2(x, scale, zero_point, out) },
+        _ => quantize_u8(x, scale, zero_point, out),
     }
-    let _ = isa;
-    quantize_u8(x, scale, zero_point, out)
 }
 
 /// The min/max loop: branch-free, so it vectorizes (non-finite values leave the running pair as it is).
